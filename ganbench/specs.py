@@ -72,6 +72,7 @@ class ArchitectureDefaults:
     d_lr: float
     betas: tuple[float, float]
     z_dim: int
+    attention: Optional[str] = None  # the kernel used when the user names none
 
 
 @dataclass(frozen=True)

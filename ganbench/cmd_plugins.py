@@ -1,0 +1,32 @@
+"""`ganbench plugins`: every plugin by kind, where it came from, and whether it runs here."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "plugins"
+HELP = "list the available plugins, their source and whether they can run here"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="check availability for this device")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ganbench.config import resolve_device
+    from ganbench.registry import get_registry
+
+    device = resolve_device(args.device)
+    registry = get_registry()
+    for kind, entries in registry.entries.items():
+        print(f"{kind}s:")
+        for name, entry in sorted(entries.items()):
+            reason = entry.spec.why_unavailable(device)
+            state = "ok" if reason is None else f"unavailable: {reason}"
+            print(f"  {name:<16} {entry.source:<20} {state:<12}  {entry.spec.summary}")
+    if registry.broken:
+        print("broken:")
+        for source, reason in registry.broken:
+            print(f"  {source}: {reason}")
+    print(f"(availability checked for device {device})")
+    return 0

@@ -1,0 +1,165 @@
+"""How numbers are taken: step timers, peak memory, and the environment every row carries.
+
+Honesty rules (DESIGN.md): warm-up steps are not counted; CUDA work is timed with CUDA events,
+so the host never waits inside the loop and the figure is device time; we report the median
+with p10/p90 and the count, and images/s = batch / median step.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+
+class StepTimer:
+    """Times steps; CUDA via events (read once at the end), CPU via perf_counter."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        self._events: list[tuple] = []
+        self._cpu: list[float] = []
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self._pending = ev
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._events.append((self._pending, end))
+        else:
+            self._cpu.append(time.perf_counter() - self._t0)
+
+    def seconds(self) -> list[float]:
+        """All recorded step times in seconds (synchronises CUDA once)."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) / 1000.0 for a, b in self._events]
+        return list(self._cpu)
+
+
+def summarize(seconds: list[float], batch_size: int) -> dict:
+    """Median, p10, p90 (ms), count and images/s of the timed steps."""
+    if not seconds:
+        return {"step_ms_median": float("nan"), "step_ms_p10": float("nan"),
+                "step_ms_p90": float("nan"), "timed_steps": 0, "img_per_s": float("nan")}
+    arr = np.asarray(seconds) * 1000.0
+    median = float(np.median(arr))
+    return {"step_ms_median": median,
+            "step_ms_p10": float(np.percentile(arr, 10)),
+            "step_ms_p90": float(np.percentile(arr, 90)),
+            "timed_steps": int(arr.size),
+            "img_per_s": batch_size / (median / 1000.0)}
+
+
+def _proc_status(field: str) -> Optional[int]:
+    """A 'kB' field of /proc/self/status in bytes (Linux), else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak memory of one combination.
+
+    CUDA: torch.cuda.max_memory_allocated after reset_peak_memory_stats (tensor bytes the
+    caching allocator handed out). CPU: tracemalloc cannot see tensor buffers, so we read the
+    process's peak resident set (VmHWM). It is clean only in a fresh process per combination
+    (the default): ``fresh`` records whether this process was fresh. ``peak_mem_bytes`` is
+    the peak; ``peak_mem_delta_bytes`` subtracts the resident set before the models were built
+    (interpreter, torch and data), which is the part the combination itself added.
+    """
+
+    def __init__(self, device: str, fresh: bool):
+        self.cuda = device.startswith("cuda")
+        self.fresh = fresh
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = _proc_status("VmRSS") or 0
+
+    def read(self) -> dict:
+        if self.cuda:
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+            method = "cuda.max_memory_allocated"
+        else:
+            peak = _proc_status("VmHWM")
+            if peak is None:  # not Linux: ru_maxrss is KiB on Linux, bytes on macOS
+                import resource
+
+                scale = 1 if platform.system() == "Darwin" else 1024
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+            method = "cpu.peak_rss(VmHWM)" + (", fresh process" if self.fresh else
+                                              ", shared process: includes earlier work")
+        return {"peak_mem_bytes": int(peak), "peak_mem_delta_bytes": int(max(0, peak - self.base)),
+                "mem_method": method}
+
+
+def _version(dist: str) -> Optional[str]:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit() -> Optional[str]:
+    """The ganbench checkout's commit (with '+dirty' if it has local changes), or None."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "-uno"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cpus)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cpus)"
+
+
+def environment(device: str, dtype: str) -> dict:
+    """The columns every row carries so a number can be traced to where it came from."""
+    return {
+        "device": device,
+        "device_name": device_name(device),
+        "dtype": dtype,
+        "torch_version": torch.__version__,
+        "triton_version": _version("triton"),
+        "python_version": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+        "triton_interpret": os.environ.get("TRITON_INTERPRET") == "1",
+    }

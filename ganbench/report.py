@@ -1,0 +1,110 @@
+"""Pictures: sample grids from fixed noise and the attention map of the centre pixel.
+
+Attention maps work for any architecture whose modules expose ``record`` and ``last_qk`` (the
+convention documented in ganbench.specs.ArchitectureSpec); the map is softmax(q_c k^T) for the
+centre query c, computed by the reference formula whatever kernel trained the model, reshaped to
+the layer's H x W, as the textbook draws it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 1, H, W) in [-1, 1] -> uint8 (N, H, W) in [0, 255] (round half away from zero)."""
+    x = (images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5
+    return x.round().to(torch.uint8)[:, 0].numpy()
+
+
+def save_grid(images: torch.Tensor, path: Path, ncol: int = 8, pad: int = 2) -> Path:
+    """Tile images (N, 1, H, W) in [-1, 1] into one grey PNG with ``pad`` dark pixels between."""
+    from PIL import Image
+
+    tiles = to_uint8(images)
+    n, h, w = tiles.shape
+    ncol = min(ncol, n)
+    nrow = math.ceil(n / ncol)
+    canvas = np.zeros((nrow * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, ncol)
+        canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
+               pad + c * (w + pad):pad + c * (w + pad) + w] = tile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas, mode="L").save(path)
+    return path
+
+
+def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules()
+            if hasattr(m, "record") and hasattr(m, "last_qk")]
+
+
+@torch.no_grad()
+def centre_attention(G: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, list[tuple]]:
+    """Run G on z (B, z_dim, 1, 1) recording attention; return (images, [(layer, maps)]).
+
+    maps is (B, H, W): for each sample, how much the centre position attends to every position.
+    """
+    modules = attention_modules(G)
+    was_training = G.training
+    G.eval()
+    for _, m in modules:
+        m.record = True
+    try:
+        images = G(z).float().cpu()
+    finally:
+        for _, m in modules:
+            m.record = False
+        G.train(was_training)
+    out = []
+    for name, m in modules:
+        q, k = (t.float().cpu() for t in m.last_qk)
+        m.last_qk = None
+        n = q.shape[1]
+        side = int(math.isqrt(n))
+        centre = (side // 2) * side + side // 2
+        weights = torch.softmax(torch.einsum("bd,bnd->bn", q[:, centre], k), dim=-1)  # (B, N)
+        out.append((name, weights.reshape(-1, side, side)))
+    return images, out
+
+
+def save_attention_figure(G: nn.Module, z: torch.Tensor, path: Path, title: str) -> Path | None:
+    """Sample images with each attention layer's centre-pixel map beside them; None if G has
+    no attention layers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images, maps = centre_attention(G, z)
+    if not maps:
+        return None
+    rows = images.shape[0]
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
+    for r in range(rows):
+        axes[r, 0].imshow(to_uint8(images[r:r + 1])[0], cmap="gray", vmin=0, vmax=255)
+        s = images.shape[-1]
+        axes[r, 0].plot([s / 2 - 0.5], [s / 2 - 0.5], "r+", markersize=10)
+        if r == 0:
+            axes[r, 0].set_title("sample (+ = query)", fontsize=8)
+        for c, (name, m) in enumerate(maps, start=1):
+            axes[r, c].imshow(m[r].numpy(), cmap="viridis")
+            if r == 0:
+                side = m.shape[-1]
+                axes[r, c].set_title(f"{name}\n{side}x{side}, N={side * side}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{title}: where the centre pixel attends", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
