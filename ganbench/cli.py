@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "ganbench.cmd_run",
     "ganbench.cmd_plugins",
     "ganbench.cmd_report",
+    "ganbench.cmd_compare",
     "ganbench.cmd_bench",
     "ganbench.cmd_classifier",
     "ganbench.cmd_sample",

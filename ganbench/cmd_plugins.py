@@ -6,6 +6,8 @@ import argparse
 
 NAME = "plugins"
 HELP = "list the available plugins, their source and whether they can run here"
+HEADINGS = {"architecture": "architectures", "loss": "losses", "attention": "attention kernels",
+            "metric": "metrics", "dataset": "datasets"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,12 +20,15 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     registry = get_registry()
+    print(f"  {'name':<16} {'source':<24} {'runs':<4} summary")
     for kind, entries in registry.entries.items():
-        print(f"{kind}s:")
+        print(f"{HEADINGS.get(kind, kind)}:")
         for name, entry in sorted(entries.items()):
             reason = entry.spec.why_unavailable(device)
-            state = "ok" if reason is None else f"unavailable: {reason}"
-            print(f"  {name:<16} {entry.source:<20} {state:<12}  {entry.spec.summary}")
+            runs = "yes" if reason is None else "no"
+            print(f"  {name:<16} {entry.source:<24} {runs:<4} {entry.spec.summary}")
+            if reason:
+                print(f"  {'':<16} {'':<24}      cannot run here: {reason}")
     if registry.broken:
         print("broken:")
         for source, reason in registry.broken:

@@ -153,10 +153,11 @@ def generate(G: nn.Module, n: int, z_dim: int, device: str, seed: int,
     """n samples from G in eval mode as float32 (n, C, S, S) in [-1, 1] on the CPU."""
     was_training = G.training
     G.eval()
-    gen = torch.Generator().manual_seed(seed)
+    # All noise drawn at once: torch's CPU randn takes a different path below 16 elements, so
+    # drawing per batch would make the samples depend on the batch size.
+    z_all = torch.randn(n, z_dim, 1, 1, generator=torch.Generator().manual_seed(seed))
     out = []
     for i in range(0, n, batch_size):
-        z = torch.randn(min(batch_size, n - i), z_dim, 1, 1, generator=gen).to(device)
-        out.append(G(z).float().clamp_(-1, 1).cpu())
+        out.append(G(z_all[i:i + batch_size].to(device)).float().clamp_(-1, 1).cpu())
     G.train(was_training)
     return torch.cat(out)

@@ -1,0 +1,228 @@
+"""A small CNN digit classifier: the feature extractor behind the digit-quality metrics.
+
+Why a classifier of our own: Inception FID needs ImageNet weights from a model hub, which this
+project cannot fetch, and Inception features say little about 28x28 grey digits anyway. The
+usual practice for MNIST-like data is to score samples in the feature space of a classifier
+trained on the digits themselves (the "FID on a LeNet" of many GAN papers). Numbers computed
+this way are comparable only with other numbers from the *same* weights.
+
+Input contract: float tensors (N, 1, S, S) with values in [-1, 1] (what ``ganbench.data.prepare``
+and every generator produce). If S != 28 the batch is first resized to 28x28 with bilinear
+interpolation with antialiasing (``F.interpolate(mode="bilinear", antialias=True,
+align_corners=False)``), the same filter ``ganbench.data.prepare`` uses to make 32x32 or 64x64
+digits from MNIST's 28x28; so a generated 64x64 digit is brought back to the classifier's
+resolution the way the real digits left it. (Test digits taken 28 -> 64 -> 28 or 28 -> 32 -> 28
+this way are classified 99.2% right, against 99.26% at 28.)
+
+The network (114k parameters, 0.46 MB of float32 weights)::
+
+    (N,1,28,28) -conv5x5(16)-ReLU-maxpool2-> (N,16,14,14) -conv5x5(32)-ReLU-maxpool2-> (N,32,7,7)
+    -flatten-> (N,1568) -linear-ReLU-> features (N,64) -linear-> logits (N,10)
+
+Example: shipped weights, checked against their recorded SHA-256 before loading::
+
+    >>> model = load_classifier()
+    >>> feats, logits = embed(model, images)   # (N, 64), (N, 10); batched, no grad
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganbench.errors import DataError, UserError
+
+INPUT_SIZE = 28
+FEATURE_DIM = 64
+NUM_CLASSES = 10
+ASSETS = Path(__file__).resolve().parent / "assets"
+WEIGHTS_PATH = ASSETS / "digit_classifier.pt"
+
+
+class ChecksumError(UserError):
+    """The weights file is not the one whose checksum was recorded."""
+
+
+def checksum_path(weights: Path) -> Path:
+    """Where the checksum record of ``weights`` lives: ``X.pt`` -> ``X.json`` beside it."""
+    return Path(weights).with_suffix(".json")
+
+
+def to_classifier_input(x: torch.Tensor) -> torch.Tensor:
+    """Check the (N, 1, S, S) contract and resize to 28x28 (bilinear, antialias) if needed."""
+    if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != x.shape[3]:
+        raise ValueError(f"expected images of shape (N, 1, S, S), got {tuple(x.shape)}")
+    x = x.float()
+    if x.shape[-1] != INPUT_SIZE:
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
+                          antialias=True, align_corners=False)
+    return x
+
+
+class DigitClassifier(nn.Module):
+    """LeNet-style CNN; ``features`` is the penultimate layer used by FID and PRDC."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),   # (N,16,14,14)
+            nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N,32,7,7)
+            nn.Flatten(),                                                 # (N,1568)
+            nn.Linear(32 * 7 * 7, FEATURE_DIM), nn.ReLU(),                # (N,64)
+        )
+        self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)                   # (N,10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (N, 64) of images (N, 1, S, S) in [-1, 1]."""
+        return self.body(to_classifier_input(x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, 10) of images (N, 1, S, S) in [-1, 1]."""
+        return self.head(self.features(x))
+
+    forward = logits
+
+
+@torch.no_grad()
+def embed(model: DigitClassifier, x: torch.Tensor,
+          batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (N, 64) and logits (N, 10) of ``x``, in batches, without gradients."""
+    feats, logits = [], []
+    for start in range(0, len(x), batch_size):
+        f = model.features(x[start:start + batch_size])
+        feats.append(f)
+        logits.append(model.head(f))
+    if not feats:
+        return torch.zeros(0, FEATURE_DIM), torch.zeros(0, NUM_CLASSES)
+    return torch.cat(feats), torch.cat(logits)
+
+
+def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of ``images`` whose predicted class equals ``labels``."""
+    was_training = model.training
+    model.eval()
+    _, logits = embed(model, images)
+    model.train(was_training)
+    return float((logits.argmax(1) == labels.to(logits.device)).float().mean())
+
+
+def _mnist_tensors(mnist_dir: Union[str, Path]):
+    """MNIST train/test as float (N,1,28,28) in [-1,1] and int64 labels, via ganbench.data."""
+    from ganbench import data
+
+    mnist = data.load_mnist_dir(mnist_dir)
+    return (data.prepare(mnist.train_images, INPUT_SIZE), torch.from_numpy(mnist.train_labels),
+            data.prepare(mnist.test_images, INPUT_SIZE), torch.from_numpy(mnist.test_labels))
+
+
+def train_classifier(mnist_dir: Union[str, Path], seed: int = 0, epochs: int = 3,
+                     batch_size: int = 128, max_lr: float = 3e-3, limit: Optional[int] = None,
+                     log: Optional[Callable[[str], None]] = print
+                     ) -> tuple[DigitClassifier, dict]:
+    """Train on the 60k MNIST training digits; return the model (eval mode) and a summary.
+
+    Reproducible: the seed fixes the initial weights and the shuffling (its own generator), and
+    the CPU kernels used here are deterministic for a given torch build and thread count.
+    Adam with a one-cycle learning-rate schedule (Smith & Topin 2017, "Super-Convergence")
+    reaches ~99.2% test accuracy in 3 epochs, about 35 s on 2 CPU cores.
+
+    The summary holds ``test_accuracy`` (on the 10k test digits, never trained on),
+    ``train_seconds``, ``seed``, ``epochs``, ``train_digits`` and ``torch`` (the version). ``limit`` trains on
+    the first ``limit`` training digits only (for quick tests; the shipped weights use all).
+    """
+    train_x, train_y, test_x, test_y = _mnist_tensors(mnist_dir)
+    if limit is not None:
+        train_x, train_y = train_x[:limit], train_y[:limit]
+    torch.manual_seed(seed)
+    model = DigitClassifier()
+    shuffle = torch.Generator().manual_seed(seed)
+    steps_per_epoch = len(train_x) // batch_size  # drop the ragged last batch
+    opt = torch.optim.Adam(model.parameters(), lr=max_lr / 25)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr,
+                                                total_steps=epochs * steps_per_epoch)
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(train_x), generator=shuffle)
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            loss = F.cross_entropy(model(train_x[idx]), train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        if log:
+            log(f"epoch {epoch + 1}/{epochs}: last batch loss {loss.item():.4f}, "
+                f"{time.perf_counter() - start:.1f} s")
+    seconds = time.perf_counter() - start
+    model.eval()
+    summary = {"test_accuracy": accuracy(model, test_x, test_y), "train_seconds": round(seconds, 1),
+               "seed": seed, "epochs": epochs, "train_digits": len(train_x),
+               "torch": torch.__version__}
+    if log:
+        log(f"test accuracy {summary['test_accuracy']:.4f} on {len(test_x)} MNIST test digits")
+    return model, summary
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_classifier(model: DigitClassifier, path: Union[str, Path] = WEIGHTS_PATH,
+                    summary: Optional[dict] = None) -> Path:
+    """Write the weights (a plain state dict) and, beside them, a JSON with their SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Saved through a buffer: torch.save names the zip's inner folder after the file, so saving
+    # to a path would make identical weights hash differently under different file names.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path.write_bytes(buffer.getvalue())
+    record = {"file": path.name, "sha256": _sha256(path), **(summary or {})}
+    checksum_path(path).write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def load_weights(path: Union[str, Path]) -> DigitClassifier:
+    """Load ``path`` after checking its SHA-256 against the JSON record beside it (uncached)."""
+    path = Path(path)
+    record_path = checksum_path(path)
+    if not path.is_file():
+        raise DataError(f"classifier weights not found: {path} "
+                        f"(make them with `ganbench classifier train`)")
+    if not record_path.is_file():
+        raise ChecksumError(f"no checksum record {record_path} for {path}; refusing to load")
+    expected = json.loads(record_path.read_text())["sha256"]
+    actual = _sha256(path)
+    if actual != expected:
+        raise ChecksumError(f"{path} has SHA-256 {actual[:16]}..., but {record_path.name} "
+                            f"records {expected[:16]}...; the file is corrupt or was replaced")
+    model = DigitClassifier()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str) -> DigitClassifier:
+    return load_weights(path)
+
+
+def load_classifier(path: Union[str, Path, None] = None) -> DigitClassifier:
+    """The shipped classifier (or the one at ``path``), checksum-verified, cached per process.
+
+    The model is in eval mode with gradients off; treat it as read-only (it is shared).
+    """
+    return _load_cached(str(Path(path or WEIGHTS_PATH).resolve()))

@@ -1,0 +1,74 @@
+"""Running the sample-quality metrics: one merged row of columns, and the real-data floor row.
+
+A quality number means little alone: FID-like distances are biased by the sample count and
+depend on the feature extractor. So every results table carries a "real data" row, made by
+:func:`real_reference_row`: two disjoint halves of the held-out real digits scored against each
+other with the same metrics at the same N. It is the best a generator can do at that N (about 0
+for fid_digits, about 1 for precision/recall/coverage, all selected modes covered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Iterable, Optional
+
+from ganbench.errors import ConfigError
+from ganbench.specs import MetricContext
+
+if TYPE_CHECKING:
+    import torch
+
+    from ganbench.registry import Registry
+
+DEFAULT_METRICS = ("fid-digits", "is-digits", "prdc", "modes")
+
+
+def evaluate(metric_names: Iterable[str], fake: "torch.Tensor", real: "torch.Tensor",
+             context: MetricContext, registry: "Registry") -> dict[str, float]:
+    """Run the named metrics on (fake, real) and merge their columns into one dict.
+
+    Contract: ``fake`` and ``real`` are (N, 1, S, S) in [-1, 1] (moved to the CPU here). Metrics
+    run in the order given. An unknown name raises UnknownPluginError (with close matches); a
+    metric unavailable on ``context.device`` raises ConfigError with its reason (drop it from
+    the list to run without it); two metrics writing the same column raise ValueError.
+    """
+    fake, real = fake.detach().cpu(), real.detach().cpu()
+    row: dict[str, float] = {}
+    for name in metric_names:
+        spec = registry.lookup(name, kinds=("metric",)).spec
+        reason = spec.why_unavailable(context.device)
+        if reason:
+            raise ConfigError(f"metric {name!r} is unavailable here: {reason}")
+        columns = dict(spec.factory().compute(fake, real, context))
+        clash = sorted(set(columns) & set(row))
+        if clash:
+            raise ValueError(f"metric {name!r} writes column(s) {', '.join(clash)} that an "
+                             "earlier metric already wrote")
+        row.update(columns)
+    return row
+
+
+def real_reference_row(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
+                       n: int, context: MetricContext, registry: "Registry",
+                       metric_names: Iterable[str] = DEFAULT_METRICS,
+                       seed: int = 0) -> tuple[dict[str, float], int]:
+    """Score one half of the held-out real digits against the other: the "real data" row.
+
+    The held-out set is shuffled with ``seed`` and cut into two disjoint halves of ``n`` images
+    each, the first standing in for generated samples. ``n`` is capped at half of what exists
+    (``len(heldout) // 2``); returns ``(row, n_used)``, so the table can say which N the floor
+    was measured at: compare generator rows made with the same N. ``context.real_labels`` is
+    set to the labels of the "real" half (where ``heldout_labels`` is given).
+    """
+    import torch
+
+    n_used = min(int(n), len(heldout) // 2)
+    if n_used < 2:
+        raise ValueError(f"need at least 4 held-out images for a real-vs-real row, "
+                         f"got {len(heldout)}")
+    order = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(seed))
+    first, second = order[:n_used], order[n_used:2 * n_used]
+    labels = heldout_labels[second] if heldout_labels is not None else None
+    row = evaluate(metric_names, heldout[first], heldout[second],
+                   replace(context, real_labels=labels), registry)
+    return row, n_used

@@ -1,0 +1,20 @@
+"""Shared test set-up.
+
+- Third-party plugins installed on the machine must not change what the tests see, so only
+  built-ins load unless a test opts in (GANBENCH_LOAD_PLUGINS set but empty = none).
+- Without a GPU, Triton kernels run under the interpreter; TRITON_INTERPRET must be set before
+  any kernel module is imported (triton reads it when @triton.jit decorates).
+"""
+
+import os
+
+os.environ.setdefault("GANBENCH_LOAD_PLUGINS", "")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+try:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+except ImportError:  # pragma: no cover
+    pass

@@ -1,0 +1,54 @@
+import pytest
+
+from ganbench.config import RunConfig, parse_digits, parse_names, resolve
+from ganbench.errors import ConfigError
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"steps": 0}, "--steps must be a positive integer"),
+    ({"steps": -3}, "--steps must be a positive integer"),
+    ({"batch_size": 0}, "--batch-size must be a positive integer"),
+    ({"image_size": 48}, "power of two"),
+    ({"dtype": "fp8"}, "--dtype must be one of"),
+    ({"device": "tpu"}, "--device must be auto, cpu, cuda"),
+    ({"digits": (7, 11)}, "between 0 and 9"),
+    ({"digits": (7, 7)}, "twice"),
+    ({"steps": 5, "warmup": 5}, "must be smaller than --steps"),
+    ({"eval_every": -1}, "--eval-every"),
+    ({"target_fid": 0.0}, "--target-fid"),
+])
+def test_bad_values_fail_with_one_line(kwargs, fragment):
+    with pytest.raises(ConfigError) as info:
+        RunConfig(plugins=("dcgan",), **kwargs)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_names_and_digits_parsing():
+    assert parse_names(" sagan, triton-attn,,sagan ", "--plugins") == ("sagan", "triton-attn")
+    assert parse_digits("7,8") == (7, 8)
+    assert parse_digits("all") == ()
+    with pytest.raises(ConfigError):
+        parse_names(" , ", "--plugins")
+    with pytest.raises(ConfigError):
+        parse_digits("seven")
+
+
+def test_resolve_fills_cpu_defaults():
+    cfg = resolve(RunConfig(plugins=("dcgan",), device="cpu"))
+    assert (cfg.device, cfg.steps, cfg.image_size) == ("cpu", 150, 32)
+    assert cfg.warmup == 10
+
+
+def test_cuda_request_without_cuda_is_a_user_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        resolve(RunConfig(plugins=("dcgan",), device="cuda"))
+
+
+def test_round_trip_through_dict():
+    cfg = RunConfig(plugins=("sagan", "hinge"), digits=(3,), metrics=())
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
