@@ -322,7 +322,10 @@ def reference_row(cfg: RunConfig, data, metric_names: list[str]) -> dict:
     context = MetricContext(digits=cfg.digits or tuple(range(10)), image_size=cfg.image_size,
                             device=cfg.device, seed=cfg.seed, real_labels=data.heldout_labels)
     row = {"combo": "real data", "status": "reference", "image_size": cfg.image_size}
-    row.update(quality.real_reference_row(metric_names, data.heldout, data.heldout_labels,
-                                          cfg.eval_n, context, get_registry()))
+    scores, n_used = quality.real_reference_row(data.heldout, data.heldout_labels, cfg.eval_n,
+                                                context, get_registry(), metric_names,
+                                                seed=cfg.seed)
+    row.update(scores)
+    row["metric_n"] = n_used
     row.update(environment(cfg.device, cfg.dtype))
     return row

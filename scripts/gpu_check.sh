@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One prepared GPU check, run on a bare GPU machine in one call (budget: ~6 minutes).
+#
+#   OUT=/some/folder bash scripts/gpu_check.sh
+#
+# 1. installs ganbench from this checkout without network (the GPU image already has torch,
+#    triton, pluggy, pandas, matplotlib, pillow, tqdm, tabulate, pytest, pytest-benchmark);
+# 2. runs the kernel and attention-plugin tests on CUDA;
+# 3. runs `ganbench bench attention` (bf16 and fp32) over the textbook shapes and N=4096;
+# 4. trains a short SAGAN with each attention kernel (and DCGAN) at 64x64, batch 64;
+# and writes everything under $OUT (a log, the tables, one tar.gz of the run folders).
+# Each step has its own timeout so one hang cannot eat the whole lease.
+# GPU_CHECK_DEVICE=cpu runs a tiny version of the same steps on the CPU (to test the script).
+set -u
+OUT=${OUT:-/tmp/gpu-check}
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+mkdir -p "$OUT/work"
+LOG="$OUT/log.txt"
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg GANBENCH_LOAD_PLUGINS=""
+PY=${PYTHON:-python3}
+step() { echo; echo "=== $* ($(date +%T))" | tee -a "$LOG"; }
+
+step "environment"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 || true
+  $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())"; } 2>&1 | tee -a "$LOG"
+
+step "install"
+if ! $PY -c "import ganbench.registry" 2>/dev/null; then
+  $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -3 | tee -a "$LOG"
+fi
+$PY -c "import ganbench, ganbench.kernels.attention.triton_attn as t; print('ganbench', ganbench.__version__)" 2>&1 | tee -a "$LOG"
+
+if [ "$DEVICE" = cuda ]; then
+  step "kernel tests on CUDA"
+  timeout 150 $PY -m pytest -q -p no:cacheprovider tests/kernels tests/plugins/test_attention_plugins.py \
+      -m cuda 2>&1 | tail -25 | tee -a "$LOG"
+  BENCH_ARGS="--shapes all"
+  RUN_ARGS="--steps 300 --image-size 64 --batch-size 64 --eval-n 2000"
+  KERNELS="eager-attn,sdpa-attn,compile-attn,triton-attn"
+else
+  step "kernel tests (CPU, interpreter)"
+  TRITON_INTERPRET=1 timeout 150 $PY -m pytest -q -p no:cacheprovider tests/kernels -k "not cuda" -x 2>&1 | tail -3 | tee -a "$LOG"
+  BENCH_ARGS="--quick --shapes textbook"
+  RUN_ARGS="--steps 6 --warmup 2 --image-size 32 --batch-size 16 --eval-n 200"
+  KERNELS="eager-attn,sdpa-attn"
+fi
+
+step "attention benchmark bf16"
+timeout 90 $PY -m ganbench bench attention --device "$DEVICE" --dtype bf16 $BENCH_ARGS \
+    --out "$OUT/work/bench-bf16" 2>&1 | tail -30 | tee -a "$LOG"
+
+step "training: dcgan and sagan with each kernel"
+timeout 150 $PY -m ganbench run --plugins "dcgan,sagan,$KERNELS" --device "$DEVICE" $RUN_ARGS \
+    --quiet --out "$OUT/work/train" 2>&1 | tail -5 | tee -a "$LOG"
+$PY -m ganbench report "$OUT/work/train" 2>&1 | tee -a "$LOG"
+
+step "attention benchmark fp32"
+timeout 60 $PY -m ganbench bench attention --device "$DEVICE" --dtype fp32 $BENCH_ARGS \
+    --out "$OUT/work/bench-fp32" 2>&1 | tail -30 | tee -a "$LOG"
+
+step "pack"
+for d in bench-bf16 bench-fp32; do
+  cp "$OUT/work/$d/"*.md "$OUT/$d.md" 2>/dev/null || true
+done
+cp "$OUT/work/train/results.csv" "$OUT/train-results.csv" 2>/dev/null || true
+tar -czf "$OUT/gpu-check.tar.gz" --exclude=models -C "$OUT/work" . && rm -rf "$OUT/work"
+ls -la "$OUT" | tee -a "$LOG"
