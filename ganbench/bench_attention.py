@@ -206,17 +206,20 @@ def run_benchmark(device: str, dtype: str, batch: int, shapes: Sequence[Shape],
         raise UnknownPluginError(f"unknown attention kernel(s) {', '.join(unknown)}; "
                                  f"available: {', '.join(sorted(specs))}")
     env = environment(device, dtype)
-    rows, skipped = [], []
+    attends, skipped = {}, []
     for name in names:
-        spec = specs[name]
-        reason = spec.why_unavailable(device)
-        if reason is not None:
+        reason = specs[name].why_unavailable(device)
+        if reason is None:
+            attends[name] = specs[name].factory()
+        else:
             skipped.append((name, reason))
             echo(f"skipping {name}: {reason}")
-            continue
-        attend = spec.factory()
-        for shape in shapes:
-            for pass_ in PASSES:
+    rows = []
+    # Shape-major, kernels innermost: rows to be compared are measured close together in time,
+    # so slow drifts of a shared machine (other jobs, clocks) bias them least.
+    for shape in shapes:
+        for pass_ in PASSES:
+            for name, attend in attends.items():
                 row = bench_one(name, attend, shape, batch, dtype, device, pass_, warmup,
                                 repeats, env["device_name"])
                 echo(f"{name:>13} {shape.site:<16} {pass_:<7} {row['median_ms']:9.3f} ms  "
@@ -245,7 +248,7 @@ def to_markdown(df: pd.DataFrame, header: str = "") -> str:
                      f"torch {env['torch_version']}, triton {env['triton_version']}, "
                      f"commit {env['git_commit']}")
         methods = df["mem_method"].dropna().unique()
-        lines.append("peak_extra_mem_bytes: " + ("; ".join(methods) if len(methods) else "n/a"))
+        lines.append("peak_extra_mem_bytes: " + ("; ".join(methods) if len(methods) else "no row ran"))
     return "\n\n".join(lines + [table]) + "\n"
 
 

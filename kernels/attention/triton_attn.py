@@ -1,0 +1,350 @@
+"""Fused SAGAN attention in Triton: ``attend_triton(q, k, v) = softmax(q @ k^T) @ v``, no scale.
+
+The contract is :func:`ganbench.kernels.attention.reference.attend_reference`. The N x N score
+matrix is never stored, forward or backward (FlashAttention-2, Dao 2023):
+
+* forward: each program owns a block of query rows and one chunk of Dv columns, streams over
+  key blocks with an online softmax, and writes O plus the row's log-sum-exp (LSE);
+* backward: with ``delta_i = dO_i . O_i`` precomputed, P is recomputed tile by tile from q, k and
+  the LSE (``P_ij = exp(q_i . k_j - LSE_i)``), then ``dV = P^T dO``, ``dP = dO V^T``,
+  ``dS = P * (dP - delta)``, ``dK = dS^T Q`` (one kernel, over key blocks) and ``dQ = dS K`` (one
+  kernel, over query blocks; no atomics, so results are deterministic).
+
+Precision: every tl.dot accumulates in fp32. Operands are rounded to the input dtype first, so
+fp16/bf16 inputs run 16-bit tensor-core dots on a GPU (P and dS are rounded to 16 bits, as in
+FlashAttention). fp32 inputs use ``input_precision="ieee"`` (true fp32 FMA, not TF32's 10-bit
+mantissa): tests then hold fp32 to ~1e-5, and fp32 is the debugging path; bf16/fp16 are the fast
+path. Under ``TRITON_INTERPRET=1`` the rounded operands are widened to fp32 before tl.dot, because
+the interpreter's bf16 dot returns garbage; a product of two 16-bit values is exact in fp32, so
+this reproduces the GPU's numerics (up to summation order).
+
+Internally scores are kept in base 2 (``s * log2(e)``) so the kernel uses exp2, the GPU's
+native exponential; the LSE tensor is in the same base-2 units.
+"""
+
+import os
+import types
+from typing import Optional
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+    _TRITON_IMPORT_ERROR: Optional[str] = None
+except ImportError as exc:  # triton ships wheels for Linux x86-64 only
+    _TRITON_IMPORT_ERROR = str(exc)
+    # Stand-ins so the kernel definitions below still parse; nothing here ever launches them.
+    triton = tl = types.SimpleNamespace(jit=lambda fn: fn, constexpr=None)
+
+# Triton reads TRITON_INTERPRET when @triton.jit decorates, i.e. when this module is imported;
+# capture it at the same moment so the host code agrees with how the kernels were built.
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+_LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * log2(e))
+_MAX_DQK = 256  # the whole padded Dqk row of a tile is held in registers; SAGAN uses <= 64
+
+
+def why_triton_unavailable(device: str) -> Optional[str]:
+    """``None`` when :func:`attend_triton` can run on ``device``, else a one-line reason.
+
+    CUDA devices need only triton. CPU devices run only under the Triton interpreter
+    (``TRITON_INTERPRET=1`` set before this module is imported): slow, meant for debugging.
+    """
+    if _TRITON_IMPORT_ERROR is not None:
+        return f"triton is not installed ({_TRITON_IMPORT_ERROR})"
+    if str(device).startswith("cuda"):
+        if not torch.cuda.is_available():
+            return "no CUDA device is visible to torch"
+        return None
+    if _INTERPRETING:
+        return None
+    return ("needs a CUDA device (set TRITON_INTERPRET=1 before import to run it under the "
+            "Triton interpreter for debugging)")
+
+
+# ------------------------------------------------------------------------------------------
+# Kernels
+# ------------------------------------------------------------------------------------------
+@triton.jit
+def _dot(a, b, DOT_DTYPE: tl.constexpr, UPCAST: tl.constexpr):
+    """a @ b accumulated in fp32, operands rounded to DOT_DTYPE (the input dtype) first."""
+    a = a.to(DOT_DTYPE)
+    b = b.to(DOT_DTYPE)
+    if UPCAST:  # interpreter only: its bf16 tl.dot is wrong; 16-bit x 16-bit is exact in fp32
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    # "ieee" matters only for fp32 operands (tl.dot ignores it for 16-bit ones): no TF32.
+    return tl.dot(a, b, input_precision="ieee")
+
+
+@triton.jit
+def _fwd_kernel(Q, K, V, O, LSE,
+                stride_qb, stride_qn, stride_qd,
+                stride_kb, stride_kn, stride_kd,
+                stride_vb, stride_vn, stride_vd,
+                stride_ob, stride_on, stride_od,
+                N, DQK, DV,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr):
+    # grid: (query blocks, Dv chunks, batch)
+    pid_m = tl.program_id(0)
+    pid_v = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    DT = V.dtype.element_ty
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_DQK)
+    offs_v = pid_v * BLOCK_DV + tl.arange(0, BLOCK_DV)
+    m_ok = offs_m < N
+    d_ok = offs_d < DQK  # Dqk is padded up to BLOCK_DQK >= 16 with zeros: q . k is unchanged
+    v_ok = offs_v < DV
+
+    q = tl.load(Q + b * stride_qb + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
+                mask=m_ok[:, None] & d_ok[None, :], other=0.0)              # (BLOCK_M, BLOCK_DQK)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)  # running row max (base-2 units)
+    l_i = tl.zeros([BLOCK_M], tl.float32)                # running sum of exp2(s - m_i)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)      # running sum of exp2(s - m_i) * v
+    for start_n in range(0, N, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < N
+        kT = tl.load(K + b * stride_kb + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd,
+                     mask=d_ok[:, None] & n_ok[None, :], other=0.0)         # (BLOCK_DQK, BLOCK_N)
+        s = _dot(q, kT, DT, UPCAST) * 1.4426950408889634                    # (BLOCK_M, BLOCK_N)
+        s = tl.where(n_ok[None, :], s, float("-inf"))  # every block has >= 1 real key: no NaN
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)                    # rescales what was summed so far
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(V + b * stride_vb + offs_n[:, None] * stride_vn + offs_v[None, :] * stride_vd,
+                    mask=n_ok[:, None] & v_ok[None, :], other=0.0)          # (BLOCK_N, BLOCK_DV)
+        acc = acc * alpha[:, None] + _dot(p, v, DT, UPCAST)
+        m_i = m_new
+
+    o = acc / l_i[:, None]
+    tl.store(O + b * stride_ob + offs_m[:, None] * stride_on + offs_v[None, :] * stride_od,
+             o.to(O.dtype.element_ty), mask=m_ok[:, None] & v_ok[None, :])
+    if pid_v == 0:  # every Dv chunk computes the same LSE; one writes it
+        tl.store(LSE + b * N + offs_m, m_i + tl.log2(l_i), mask=m_ok)
+
+
+@triton.jit
+def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV_OUT,
+                     stride_qb, stride_qn, stride_qd,
+                     stride_kb, stride_kn, stride_kd,
+                     stride_vb, stride_vn, stride_vd,
+                     stride_dob, stride_don, stride_dod,
+                     N, DQK, DV,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                     BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr):
+    # grid: (key blocks, Dv chunks, batch). Program (j, c) writes dV[j-block, c-chunk]; the c == 0
+    # program also writes dK[j-block], which needs dP = dO V^T contracted over ALL of Dv, so it
+    # loops over every Dv chunk for dP. dK/dV are allocated contiguous by the host.
+    pid_n = tl.program_id(0)
+    pid_v = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    DT = V.dtype.element_ty
+
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_DQK)
+    offs_v = pid_v * BLOCK_DV + tl.arange(0, BLOCK_DV)
+    n_ok = offs_n < N
+    d_ok = offs_d < DQK
+    v_ok = offs_v < DV
+
+    k = tl.load(K + b * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kd,
+                mask=n_ok[:, None] & d_ok[None, :], other=0.0)              # (BLOCK_N, BLOCK_DQK)
+    dk = tl.zeros([BLOCK_N, BLOCK_DQK], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
+    for start_m in range(0, N, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        m_ok = offs_m < N
+        qT = tl.load(Q + b * stride_qb + offs_m[None, :] * stride_qn + offs_d[:, None] * stride_qd,
+                     mask=d_ok[:, None] & m_ok[None, :], other=0.0)         # (BLOCK_DQK, BLOCK_M)
+        lse = tl.load(LSE + b * N + offs_m, mask=m_ok, other=0.0)
+        sT = _dot(k, qT, DT, UPCAST) * 1.4426950408889634                   # (BLOCK_N, BLOCK_M)
+        pT = tl.where(m_ok[None, :], tl.exp2(sT - lse[None, :]), 0.0)       # P^T, exact softmax
+        doc = tl.load(DO + b * stride_dob + offs_m[:, None] * stride_don + offs_v[None, :] * stride_dod,
+                      mask=m_ok[:, None] & v_ok[None, :], other=0.0)        # (BLOCK_M, BLOCK_DV)
+        dv += _dot(pT, doc, DT, UPCAST)                                     # dV = P^T dO
+        if pid_v == 0:
+            dpT = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
+            for start_v in range(0, DV, BLOCK_DV):  # dP^T = V dO^T over all of Dv, chunk by chunk
+                offs_c = start_v + tl.arange(0, BLOCK_DV)
+                c_ok = offs_c < DV
+                vc = tl.load(V + b * stride_vb + offs_n[:, None] * stride_vn + offs_c[None, :] * stride_vd,
+                             mask=n_ok[:, None] & c_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_DV)
+                doT = tl.load(DO + b * stride_dob + offs_m[None, :] * stride_don + offs_c[:, None] * stride_dod,
+                              mask=c_ok[:, None] & m_ok[None, :], other=0.0)  # (BLOCK_DV, BLOCK_M)
+                dpT += _dot(vc, doT, DT, UPCAST)
+            delta = tl.load(DELTA + b * N + offs_m, mask=m_ok, other=0.0)
+            dsT = pT * (dpT - delta[None, :])                                # dS^T
+            q = tl.trans(qT)                                                 # (BLOCK_M, BLOCK_DQK)
+            dk += _dot(dsT, q, DT, UPCAST)                                   # dK = dS^T Q
+
+    dv_ptrs = DV_OUT + b * N * DV + offs_n[:, None] * DV + offs_v[None, :]
+    tl.store(dv_ptrs, dv.to(DV_OUT.dtype.element_ty), mask=n_ok[:, None] & v_ok[None, :])
+    if pid_v == 0:
+        dk_ptrs = DK + b * N * DQK + offs_n[:, None] * DQK + offs_d[None, :]
+        tl.store(dk_ptrs, dk.to(DK.dtype.element_ty), mask=n_ok[:, None] & d_ok[None, :])
+
+
+@triton.jit
+def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ,
+                   stride_qb, stride_qn, stride_qd,
+                   stride_kb, stride_kn, stride_kd,
+                   stride_vb, stride_vn, stride_vd,
+                   stride_dob, stride_don, stride_dod,
+                   N, DQK, DV,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr):
+    # grid: (query blocks, batch). dQ = dS K, summed over key blocks. DQ is contiguous.
+    pid_m = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    DT = V.dtype.element_ty
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_DQK)
+    m_ok = offs_m < N
+    d_ok = offs_d < DQK
+
+    q = tl.load(Q + b * stride_qb + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
+                mask=m_ok[:, None] & d_ok[None, :], other=0.0)              # (BLOCK_M, BLOCK_DQK)
+    lse = tl.load(LSE + b * N + offs_m, mask=m_ok, other=0.0)
+    delta = tl.load(DELTA + b * N + offs_m, mask=m_ok, other=0.0)
+    dq = tl.zeros([BLOCK_M, BLOCK_DQK], tl.float32)
+    for start_n in range(0, N, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < N
+        kT = tl.load(K + b * stride_kb + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd,
+                     mask=d_ok[:, None] & n_ok[None, :], other=0.0)         # (BLOCK_DQK, BLOCK_N)
+        s = _dot(q, kT, DT, UPCAST) * 1.4426950408889634
+        p = tl.where(n_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)         # (BLOCK_M, BLOCK_N)
+        dp = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+        for start_v in range(0, DV, BLOCK_DV):  # dP = dO V^T over all of Dv, chunk by chunk
+            offs_c = start_v + tl.arange(0, BLOCK_DV)
+            c_ok = offs_c < DV
+            doc = tl.load(DO + b * stride_dob + offs_m[:, None] * stride_don + offs_c[None, :] * stride_dod,
+                          mask=m_ok[:, None] & c_ok[None, :], other=0.0)    # (BLOCK_M, BLOCK_DV)
+            vT = tl.load(V + b * stride_vb + offs_n[None, :] * stride_vn + offs_c[:, None] * stride_vd,
+                         mask=c_ok[:, None] & n_ok[None, :], other=0.0)     # (BLOCK_DV, BLOCK_N)
+            dp += _dot(doc, vT, DT, UPCAST)
+        ds = p * (dp - delta[:, None])
+        k = tl.trans(kT)                                                     # (BLOCK_N, BLOCK_DQK)
+        dq += _dot(ds, k, DT, UPCAST)
+
+    dq_ptrs = DQ + b * N * DQK + offs_m[:, None] * DQK + offs_d[None, :]
+    tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
+
+
+# ------------------------------------------------------------------------------------------
+# Host side
+# ------------------------------------------------------------------------------------------
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+def _config(N: int, Dqk: int, Dv: int) -> dict:
+    """Tile sizes and launch parameters for one shape (constexprs must be powers of two).
+
+    * BLOCK_DQK: Dqk padded to a power of two >= 16, because a 16-bit tl.dot on sm_80/sm_90 needs
+      its contraction dim K >= 16 (triton/backends/nvidia/compiler.py: min_dot_size). SAGAN's
+      Dqk = C/8 is 8 at N=1024: half the tile is zero padding, but that dot is the cheap one.
+    * BLOCK_DV <= 128: the forward's fp32 accumulator is BLOCK_M x BLOCK_DV; 64 x 128 x 4 B is
+      32 KB, 64 registers per thread at 4 warps. Dv = 512 would need 256 and spill, so larger
+      Dv is split over the grid (forward, dV) or looped over in chunks (dP = dO V^T).
+    * BLOCK_M/BLOCK_N: 64, or the next power of two >= 16 of N for the discriminator's short
+      sequences (N=16: a 64-wide tile would be 94% padding). For the long generator sequences
+      (N >= 1024) the forward takes 128 query rows per program and 8 warps: each K/V tile
+      loaded is then reused by twice as many rows (Triton's fused-attention tutorial uses
+      128 x 64 tiles for head dims <= 128 on sm_90).
+    * num_stages: 3 for the forward's K/V stream (software pipelining: ~3 x 64 x (16 + 64) x 2 B
+      = 31 KB of shared memory), 2 for the backward, which keeps more tiles live.
+    """
+    block_dqk = max(16, _next_pow2(Dqk))
+    block_dv = min(128, max(16, _next_pow2(Dv)))
+    block = min(64, max(16, _next_pow2(N)))
+    fwd_m = 128 if N >= 1024 else block
+    fwd_warps = 8 if fwd_m * block_dv >= 128 * 64 else 4
+    bwd_warps = 8 if block_dv >= 128 else 4
+    return dict(BLOCK_DQK=block_dqk, BLOCK_DV=block_dv, BLOCK_N=block,
+                FWD_BLOCK_M=fwd_m, FWD_WARPS=fwd_warps, BWD_BLOCK_M=block, BWD_WARPS=bwd_warps)
+
+
+def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    if q.dim() != 3 or k.shape != q.shape or v.dim() != 3 or v.shape[:2] != q.shape[:2]:
+        raise ValueError(f"attend_triton expects q, k (B, N, Dqk) and v (B, N, Dv); got "
+                         f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype) or v.dtype not in (torch.float32, torch.float16,
+                                                               torch.bfloat16):
+        raise TypeError(f"attend_triton supports one dtype among fp32/fp16/bf16 for q, k, v; "
+                        f"got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError("q, k and v must be on one device")
+    if q.shape[-1] > _MAX_DQK:
+        raise ValueError(f"attend_triton supports Dqk <= {_MAX_DQK}; got {q.shape[-1]}")
+    reason = why_triton_unavailable(str(q.device))
+    if reason is not None:
+        raise RuntimeError(f"attend_triton cannot run on {q.device}: {reason}")
+
+
+def _forward(q, k, v):
+    """Launch the forward: returns O (B, N, Dv) in v's dtype and LSE (B, N) fp32, base 2."""
+    B, N, Dqk = q.shape
+    Dv = v.shape[-1]
+    cfg = _config(N, Dqk, Dv)
+    o = torch.empty((B, N, Dv), device=v.device, dtype=v.dtype)
+    lse = torch.empty((B, N), device=v.device, dtype=torch.float32)
+    grid = (triton.cdiv(N, cfg["FWD_BLOCK_M"]), triton.cdiv(Dv, cfg["BLOCK_DV"]), B)
+    _fwd_kernel[grid](
+        q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(), N, Dqk, Dv,
+        BLOCK_M=cfg["FWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
+        BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, num_warps=cfg["FWD_WARPS"], num_stages=3)
+    return o, lse
+
+
+def _backward(q, k, v, o, lse, do):
+    """Launch the backward: returns dq, dk, dv (contiguous, in the inputs' dtype)."""
+    B, N, Dqk = q.shape
+    Dv = v.shape[-1]
+    cfg = _config(N, Dqk, Dv)
+    # delta_i = sum_j P_ij dP_ij = dO_i . O_i: (B, N) fp32, a tiny elementwise pass
+    delta = (do.float() * o.float()).sum(-1).contiguous()
+    dq = torch.empty((B, N, Dqk), device=q.device, dtype=q.dtype)
+    dk = torch.empty((B, N, Dqk), device=k.device, dtype=k.dtype)
+    dv = torch.empty((B, N, Dv), device=v.device, dtype=v.dtype)
+    strides = (*q.stride(), *k.stride(), *v.stride(), *do.stride())
+    meta = dict(BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
+                BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, num_warps=cfg["BWD_WARPS"],
+                num_stages=2)
+    grid = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(Dv, cfg["BLOCK_DV"]), B)
+    _bwd_dkdv_kernel[grid](q, k, v, do, lse, delta, dk, dv, *strides, N, Dqk, Dv, **meta)
+    grid = (triton.cdiv(N, cfg["BWD_BLOCK_M"]), B)
+    _bwd_dq_kernel[grid](q, k, v, do, lse, delta, dq, *strides, N, Dqk, Dv, **meta)
+    return dq, dk, dv
+
+
+class _TritonAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v):
+        o, lse = _forward(q, k, v)
+        ctx.save_for_backward(q, k, v, o, lse)  # O(B*N*D): no N x N tensor is kept
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse = ctx.saved_tensors
+        return _backward(q, k, v, o, lse, do)
+
+
+def attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q @ k^T) @ v without a 1/sqrt(d) scale, fused; differentiable in q, k and v.
+
+    q, k: (B, N, Dqk), v: (B, N, Dv); one dtype among fp32, fp16, bf16 (fp32 accumulation);
+    any strides; any N >= 1; Dqk <= 256; any Dv. Returns a contiguous (B, N, Dv) tensor in v's
+    dtype. Runs on CUDA, or on the CPU under ``TRITON_INTERPRET=1`` (see
+    :func:`why_triton_unavailable`). Memory: O(B * N * (Dqk + Dv)), never O(N^2).
+    """
+    _check_inputs(q, k, v)
+    return _TritonAttention.apply(q, k, v)
