@@ -9,7 +9,7 @@ for fid_digits, about 1 for precision/recall/coverage, all selected modes covere
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from ganbench.errors import ConfigError
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 DEFAULT_METRICS = ("fid-digits", "is-digits", "prdc", "modes")
 
 
+def _on_cpu(x: "torch.Tensor") -> "torch.Tensor":
+    """x itself when already a plain CPU tensor: metrics cache features by tensor identity, so
+    the held-out set passed for every row must stay the same object."""
+    return x if x.device.type == "cpu" and not x.requires_grad else x.detach().cpu()
+
+
 def evaluate(metric_names: Iterable[str], fake: "torch.Tensor", real: "torch.Tensor",
              context: MetricContext, registry: "Registry") -> dict[str, float]:
     """Run the named metrics on (fake, real) and merge their columns into one dict.
@@ -32,7 +38,7 @@ def evaluate(metric_names: Iterable[str], fake: "torch.Tensor", real: "torch.Ten
     metric unavailable on ``context.device`` raises ConfigError with its reason (drop it from
     the list to run without it); two metrics writing the same column raise ValueError.
     """
-    fake, real = fake.detach().cpu(), real.detach().cpu()
+    fake, real = _on_cpu(fake), _on_cpu(real)
     row: dict[str, float] = {}
     for name in metric_names:
         spec = registry.lookup(name, kinds=("metric",)).spec
@@ -48,17 +54,28 @@ def evaluate(metric_names: Iterable[str], fake: "torch.Tensor", real: "torch.Ten
     return row
 
 
-def real_reference_row(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
-                       n: int, context: MetricContext, registry: "Registry",
-                       metric_names: Iterable[str] = DEFAULT_METRICS,
-                       seed: int = 0) -> tuple[dict[str, float], int]:
-    """Score one half of the held-out real digits against the other: the "real data" row.
+@dataclass(frozen=True)
+class EvalSets:
+    """The held-out digits of one run, cut once so every row is scored the same way.
 
-    The held-out set is shuffled with ``seed`` and cut into two disjoint halves of ``n`` images
-    each, the first standing in for generated samples. ``n`` is capped at half of what exists
-    (``len(heldout) // 2``); returns ``(row, n_used)``, so the table can say which N the floor
-    was measured at: compare generator rows made with the same N. ``context.real_labels`` is
-    set to the labels of the "real" half (where ``heldout_labels`` is given).
+    ``real`` (n images, with ``real_labels``) is what every generator row and the reference row
+    are scored against; ``stand_in`` (another n, disjoint) plays the generator in the "real
+    data" row. Generator rows draw exactly ``n`` samples, so the floor and the rows share N:
+    FID-like distances are biased by N, and only equal N compare.
+    """
+
+    real: "torch.Tensor"
+    real_labels: Optional["torch.Tensor"]
+    stand_in: "torch.Tensor"
+    n: int
+
+
+def eval_sets(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"], n: int,
+              seed: int = 0) -> EvalSets:
+    """Shuffle the held-out set with ``seed`` and cut two disjoint halves of ``n`` images.
+
+    ``n`` is capped at half of what exists (``len(heldout) // 2``); the result says which N
+    was used.
     """
     import torch
 
@@ -69,6 +86,20 @@ def real_reference_row(heldout: "torch.Tensor", heldout_labels: Optional["torch.
     order = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(seed))
     first, second = order[:n_used], order[n_used:2 * n_used]
     labels = heldout_labels[second] if heldout_labels is not None else None
-    row = evaluate(metric_names, heldout[first], heldout[second],
-                   replace(context, real_labels=labels), registry)
-    return row, n_used
+    return EvalSets(real=heldout[second], real_labels=labels, stand_in=heldout[first], n=n_used)
+
+
+def real_reference_row(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
+                       n: int, context: MetricContext, registry: "Registry",
+                       metric_names: Iterable[str] = DEFAULT_METRICS,
+                       seed: int = 0) -> tuple[dict[str, float], int]:
+    """Score one half of the held-out real digits against the other: the "real data" row.
+
+    The halves are those of :func:`eval_sets` (same ``seed``, same ``n``), so the row is the
+    floor for generator rows scored against ``eval_sets(...).real``. Returns ``(row, n_used)``.
+    ``context.real_labels`` is set to the labels of the "real" half (where labels are given).
+    """
+    sets = eval_sets(heldout, heldout_labels, n, seed)
+    row = evaluate(metric_names, sets.stand_in, sets.real,
+                   replace(context, real_labels=sets.real_labels), registry)
+    return row, sets.n

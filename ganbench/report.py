@@ -108,3 +108,30 @@ def save_attention_figure(G: nn.Module, z: torch.Tensor, path: Path, title: str)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def save_curves(df, path: Path, title: str) -> Path:
+    """Quality over wall-clock time: one panel per metric column that is present."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(c, label) for c, label in (
+        ("fid_digits", "fid_digits (lower is better)"),
+        ("prdc_precision", "precision (higher is better)"),
+        ("prdc_recall", "recall (higher is better)"),
+        ("modes_covered", "digit classes covered")) if c in df]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 3),
+                             squeeze=False)
+    for ax, (col, label) in zip(axes[0], panels):
+        ax.plot(df["wall_s"], df[col], marker="o")
+        ax.set_xlabel("wall-clock time (s)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

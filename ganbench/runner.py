@@ -108,17 +108,21 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
         D_run = torch.compile(D, mode=cfg.compile_mode)
         torch._dynamo.utils.counters.clear()
     batches = Batches(data.train.to(device), cfg.batch_size, cfg.seed)
-    context = MetricContext(digits=cfg.digits or tuple(range(10)), image_size=cfg.image_size,
-                            device=device, seed=cfg.seed, real_labels=data.heldout_labels)
-
     if metric_names:
         from ganbench import quality
 
+        sets = quality.eval_sets(data.heldout, data.heldout_labels, cfg.eval_n, cfg.seed)
+        context = MetricContext(digits=cfg.digits or tuple(range(10)),
+                                image_size=cfg.image_size, device=device, seed=cfg.seed,
+                                real_labels=sets.real_labels)
+
+    def score(step: int) -> dict:
+        """Quality of G now: sets.n samples against the same held-out half as every row."""
+        fake = generate(G, sets.n, defaults.z_dim, device, cfg.seed + 7)
+        return quality.evaluate(metric_names, fake, sets.real, context, registry)
+
     def on_eval(step: int, wall_s: float) -> dict:
-        fake = generate(G, cfg.eval_n, defaults.z_dim, device, cfg.seed + 7)
-        row = {"step": step, "wall_s": wall_s}
-        row.update(quality.evaluate(metric_names, fake, data.heldout, context, registry))
-        return row
+        return {"step": step, "wall_s": wall_s, **score(step)}
 
     bar = _progress_bar(cfg, combo)
     outcome = train(G_run, D_run, loss, batches, steps=cfg.steps, warmup=cfg.warmup,
@@ -164,8 +168,8 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
                    run_dir / "models" / f"{name}.G.pt")
         if metric_names:
             t0 = time.perf_counter()
-            fake = generate(G, cfg.eval_n, defaults.z_dim, device, cfg.seed + 7)
-            row.update(quality.evaluate(metric_names, fake, data.heldout, context, registry))
+            row.update(score(row["steps"]))
+            row["metric_n"] = sets.n
             row["eval_s"] = time.perf_counter() - t0
     if outcome.history:
         _write_history(run_dir, name, outcome.history, outcome.wall_s, row, cfg)
@@ -186,6 +190,9 @@ def _write_history(run_dir: Path, name: str, history: list[dict], wall_s: float,
     final.update({k: row[k] for k in history[0] if k in row and k not in final})
     df = pd.DataFrame(history + [final])
     atomic_write_text(run_dir / "curves" / f"{name}.csv", df.to_csv(index=False))
+    from ganbench.report import save_curves
+
+    save_curves(df, run_dir / "curves" / f"{name}.png", title=f"{name}: quality over time")
     if cfg.target_fid is not None and "fid_digits" in df:
         hit = df[df["fid_digits"] < cfg.target_fid]
         row["time_to_target_s"] = float(hit["wall_s"].iloc[0]) if len(hit) else float("nan")
@@ -320,7 +327,7 @@ def reference_row(cfg: RunConfig, data, metric_names: list[str]) -> dict:
     from ganbench.specs import MetricContext
 
     context = MetricContext(digits=cfg.digits or tuple(range(10)), image_size=cfg.image_size,
-                            device=cfg.device, seed=cfg.seed, real_labels=data.heldout_labels)
+                            device=cfg.device, seed=cfg.seed)
     row = {"combo": "real data", "status": "reference", "image_size": cfg.image_size}
     scores, n_used = quality.real_reference_row(data.heldout, data.heldout_labels, cfg.eval_n,
                                                 context, get_registry(), metric_names,
