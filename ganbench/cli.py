@@ -20,6 +20,7 @@ from ganbench.errors import UserError
 COMMAND_MODULES = (
     "ganbench.cmd_run",
     "ganbench.cmd_plugins",
+    "ganbench.cmd_new_plugin",
     "ganbench.cmd_report",
     "ganbench.cmd_compare",
     "ganbench.cmd_bench",

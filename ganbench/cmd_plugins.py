@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ganbench.config import resolve_device
-    from ganbench.registry import get_registry
+    from ganbench.registry import get_registry, why_unavailable
 
     device = resolve_device(args.device)
     registry = get_registry()
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     for kind, entries in registry.entries.items():
         print(f"{HEADINGS.get(kind, kind)}:")
         for name, entry in sorted(entries.items()):
-            reason = entry.spec.why_unavailable(device)
+            reason = why_unavailable(entry.spec, device)
             runs = "yes" if reason is None else "no"
             print(f"  {name:<16} {entry.source:<24} {runs:<4} {entry.spec.summary}")
             if reason:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ganbench.errors import UserError
-from ganbench.registry import Registry
+from ganbench.registry import Registry, why_unavailable
 
 TRAINABLE = ("architecture", "loss", "attention")
 
@@ -85,6 +85,6 @@ def check_available(combos: list[Combination], registry: Registry, device: str) 
             if name is None or name in seen:
                 continue
             seen.add(name)
-            reason = registry.lookup(name, (kind,)).spec.why_unavailable(device)
+            reason = why_unavailable(registry.lookup(name, (kind,)).spec, device)
             if reason:
                 raise UserError(f"{name} cannot run on {device}: {reason}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -127,19 +128,39 @@ class Registry:
         self.entries[kind][spec.name] = Entry(kind, spec, source)
 
 
+def _normalize(name: str) -> str:
+    """PEP 503 form, so 'Ganbench_Extra.Losses' and 'ganbench-extra-losses' name one thing."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _split_env(name: str) -> set[str]:
-    return {part.strip() for part in os.environ.get(name, "").split(",") if part.strip()}
+    return {_normalize(part.strip()) for part in os.environ.get(name, "").split(",")
+            if part.strip()}
+
+
+def _one_line(exc: BaseException) -> str:
+    """'Type: message' on one line; pluggy puts the useful part of its errors on later lines."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _plugin_name_and_source(ep: Any) -> tuple[str, str]:
+    """(name to register the entry point under, 'dist==version' for the source column).
+
+    The plugin name includes the distribution, so two distributions that both call their
+    entry point ``plugin`` do not collide (the second would otherwise be skipped silently).
+    """
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ep.name, ep.name
+    source = f"{dist.name}=={dist.version}"
+    return f"{source}:{ep.name}", source
 
 
 def _entry_point_dists() -> dict[str, str]:
-    """Entry-point name -> 'dist==version' for the ganbench group (for the source column)."""
+    """Registered plugin name -> 'dist==version' for the ganbench group (the source column)."""
     from importlib.metadata import entry_points
 
-    out = {}
-    for ep in entry_points(group="ganbench"):
-        dist = getattr(ep, "dist", None)
-        out[ep.name] = f"{dist.name}=={dist.version}" if dist is not None else ep.name
-    return out
+    return dict(_plugin_name_and_source(ep) for ep in entry_points(group="ganbench"))
 
 
 def make_plugin_manager(load_entrypoints: bool = True) -> tuple[pluggy.PluginManager, list]:
@@ -163,17 +184,22 @@ def make_plugin_manager(load_entrypoints: bool = True) -> tuple[pluggy.PluginMan
     blocked = _split_env(BLOCK_ENV)
     for ep in entry_points(group="ganbench"):
         dist = getattr(ep, "dist", None)
-        dist_name = dist.name if dist is not None else ""
-        if only is not None and dist_name not in only and ep.name not in only:
+        names = {_normalize(ep.name)} | ({_normalize(dist.name)} if dist is not None else set())
+        if only is not None and not names & only:
             continue
-        if ep.name in blocked or dist_name in blocked or pm.has_plugin(ep.name):
+        plugin_name, label = _plugin_name_and_source(ep)
+        if names & blocked or pm.has_plugin(plugin_name):
             continue
-        label = f"{dist_name}=={dist.version}" if dist is not None else ep.name
         try:
             plugin = ep.load()
-            pm.register(plugin, name=ep.name)
+            pm.register(plugin, name=plugin_name)
+            pm.check_pending()  # a misspelled hook name would otherwise be ignored silently
         except Exception as exc:  # a third party's bug must not take ganbench down
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            # pluggy validates hooks one by one and keeps those it accepted before a bad one:
+            # drop the whole plugin, so a plugin reported broken contributes nothing.
+            if pm.has_plugin(plugin_name):
+                pm.unregister(name=plugin_name)
+            reason = _one_line(exc)
             broken.append((label, reason))
             warnings.warn(f"ganbench plugin {label} failed to load: {reason}", PluginWarning,
                           stacklevel=2)
@@ -184,8 +210,12 @@ def collect(pm: pluggy.PluginManager, broken: Optional[list] = None) -> Registry
     """Call every register hook of every plugin in ``pm`` and gather the specs."""
     registry = Registry(broken=list(broken or []))
     dists = _entry_point_dists()
+    # Plugins register in the order they were added (built-ins first), not in pluggy's call
+    # order: a third party's tryfirst/trylast must not let it take a built-in's name.
+    order = {name: i for i, (name, _) in enumerate(pm.list_name_plugin())}
     for hook_name, kind in HOOKS.items():
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        impls = getattr(pm.hook, hook_name).get_hookimpls()
+        for impl in sorted(impls, key=lambda impl: order[impl.plugin_name]):
             plugin_name = impl.plugin_name
             source = "built-in" if plugin_name in DEFAULT_PLUGINS else dists.get(plugin_name,
                                                                                  plugin_name)
@@ -198,11 +228,21 @@ def collect(pm: pluggy.PluginManager, broken: Optional[list] = None) -> Registry
             except Exception as exc:
                 if source == "built-in":
                     raise  # our own bug: fail loudly
-                reason = f"{hook_name}: {type(exc).__name__}: {exc}".splitlines()[0]
+                reason = f"{hook_name}: {_one_line(exc)}"
                 registry.broken.append((source, reason))
                 warnings.warn(f"ganbench plugin {source} is broken: {reason}", PluginWarning,
                               stacklevel=2)
     return registry
+
+
+def why_unavailable(spec: Any, device: str) -> Optional[str]:
+    """``spec.why_unavailable(device)``, guarded: a check that raises is itself the reason, so
+    one plugin's bug cannot crash ``ganbench plugins`` or a run."""
+    try:
+        reason = spec.why_unavailable(device)
+    except Exception as exc:
+        return f"its availability check raised {_one_line(exc)}"
+    return str(reason) if reason else None
 
 
 _REGISTRY: Optional[Registry] = None

@@ -8,7 +8,8 @@
 
 import os
 
-os.environ.setdefault("GANBENCH_LOAD_PLUGINS", "")
+os.environ["GANBENCH_LOAD_PLUGINS"] = ""  # built-ins only, whatever the shell exports
+os.environ.pop("GANBENCH_BLOCK_PLUGINS", None)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 try:

@@ -333,7 +333,10 @@ class _TritonAttention(torch.autograd.Function):
         return o
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, do):
+        # Double backward (e.g. a WGAN-GP penalty through D) is not implemented: raise rather
+        # than silently drop the second-order terms.
         q, k, v, o, lse = ctx.saved_tensors
         return _backward(q, k, v, o, lse, do)
 

@@ -1,0 +1,1 @@
+"""Example ganbench plugin: the least-squares (``lsgan``) and WGAN-GP (``wgan-gp``) losses."""
