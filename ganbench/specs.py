@@ -26,13 +26,24 @@ def always_available(device: str) -> Optional[str]:
     return None
 
 
-def _check_common(spec: Any) -> None:
-    if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
-        raise ValueError(f"plugin name {spec.name!r} is not lowercase-hyphen (e.g. 'my-loss')")
-    if not isinstance(spec.summary, str) or not spec.summary.strip() or "\n" in spec.summary:
-        raise ValueError(f"plugin {spec.name!r}: summary must be one non-empty line")
-    if not callable(spec.why_unavailable):
-        raise ValueError(f"plugin {spec.name!r}: why_unavailable must be callable")
+@dataclass(frozen=True)
+class PluginSpec:
+    """What every spec has: a lowercase-hyphen ``name`` and a one-line ``summary``.
+
+    Each concrete spec adds its factory and ``why_unavailable`` (default: runs everywhere).
+    """
+
+    name: str
+    summary: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            raise ValueError(f"plugin name {self.name!r} is not lowercase-hyphen "
+                             "(e.g. 'my-loss')")
+        if not isinstance(self.summary, str) or not self.summary.strip() or "\n" in self.summary:
+            raise ValueError(f"plugin {self.name!r}: summary must be one non-empty line")
+        if not callable(getattr(self, "why_unavailable", None)):
+            raise ValueError(f"plugin {self.name!r}: why_unavailable must be callable")
 
 
 # --------------------------------------------------------------------------------------------
@@ -42,7 +53,7 @@ AttendFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Ten
 
 
 @dataclass(frozen=True)
-class AttentionSpec:
+class AttentionSpec(PluginSpec):
     """An attention kernel: ``factory(**options)`` returns ``attend(q, k, v) -> o``.
 
     Contract of ``attend``: q and k are (B, N, Dqk), v is (B, N, Dv), all one dtype and device;
@@ -51,13 +62,8 @@ class AttentionSpec:
     ``kernels/attention/reference.py`` is the specification every kernel is tested against.
     """
 
-    name: str
-    summary: str
     factory: Callable[..., AttendFn]
     why_unavailable: Callable[[str], Optional[str]] = always_available
-
-    def __post_init__(self) -> None:
-        _check_common(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,7 +92,7 @@ class ModelRequest:
 
 
 @dataclass(frozen=True)
-class ArchitectureSpec:
+class ArchitectureSpec(PluginSpec):
     """A GAN architecture: ``build(request) -> (generator, discriminator)``.
 
     The generator maps z of shape (B, z_dim, 1, 1) to images (B, C, S, S) in [-1, 1]; the
@@ -95,8 +101,6 @@ class ArchitectureSpec:
     kernels only with such architectures. ``image_sizes`` lists the sizes it can build.
     """
 
-    name: str
-    summary: str
     build: Callable[[ModelRequest], "tuple[nn.Module, nn.Module]"]
     defaults: ArchitectureDefaults
     uses_attention: bool = False
@@ -104,7 +108,7 @@ class ArchitectureSpec:
     why_unavailable: Callable[[str], Optional[str]] = always_available
 
     def __post_init__(self) -> None:
-        _check_common(self)
+        super().__post_init__()
         if not self.image_sizes or any(int(s) <= 0 for s in self.image_sizes):
             raise ValueError(f"architecture {self.name!r}: image_sizes must be positive")
 
@@ -140,16 +144,11 @@ class GANLoss:
 
 
 @dataclass(frozen=True)
-class LossSpec:
+class LossSpec(PluginSpec):
     """A GAN loss: ``factory()`` returns a :class:`GANLoss`."""
 
-    name: str
-    summary: str
     factory: Callable[[], GANLoss]
     why_unavailable: Callable[[str], Optional[str]] = always_available
-
-    def __post_init__(self) -> None:
-        _check_common(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,16 +179,11 @@ class Metric:
 
 
 @dataclass(frozen=True)
-class MetricSpec:
+class MetricSpec(PluginSpec):
     """A sample-quality metric: ``factory()`` returns a :class:`Metric`."""
 
-    name: str
-    summary: str
     factory: Callable[[], Metric]
     why_unavailable: Callable[[str], Optional[str]] = always_available
-
-    def __post_init__(self) -> None:
-        _check_common(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +206,7 @@ class DigitData:
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSpec(PluginSpec):
     """A data source: ``load(argument, digits, image_size) -> DigitData``.
 
     ``--data NAME`` calls it with ``argument=None``; ``--data NAME:ARG`` (``mnist:DIR``,
@@ -220,13 +214,8 @@ class DatasetSpec:
     argument or unreadable data raises :class:`ganbench.errors.DataError` with a one-line message.
     """
 
-    name: str
-    summary: str
     load: Callable[[Optional[str], tuple[int, ...], int], DigitData]
     why_unavailable: Callable[[str], Optional[str]] = always_available
-
-    def __post_init__(self) -> None:
-        _check_common(self)
 
 
 SPEC_KINDS: dict[str, type] = {
