@@ -37,7 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="record the wall time at which fid_digits first drops below X")
     p.add_argument("--compile", action="store_true", help="torch.compile the whole G and D")
     p.add_argument("--compile-mode", default="default",
-                   help="torch.compile mode for --compile and compile-attn")
+                   help="torch.compile mode for --compile")
+    p.add_argument("--option", action="append", default=[], metavar="PLUGIN.KEY=VALUE",
+                   help="an option for an attention kernel's factory, e.g. "
+                        "compile-attn.mode=max-autotune (repeatable)")
     p.add_argument("--out", type=Path, help="run folder (default results/runs/<time>-<names>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or notes")
     p.add_argument("--in-process", action="store_true",
@@ -46,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from ganbench.config import RunConfig, parse_digits, parse_names
+    from ganbench.config import RunConfig, parse_digits, parse_names, parse_options
 
     metrics = None
     if args.metrics is not None:
@@ -57,7 +60,8 @@ def config_from_args(args: argparse.Namespace):
                      steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
                      seed=args.seed, dtype=args.dtype, warmup=args.warmup, eval_n=args.eval_n,
                      eval_every=args.eval_every, target_fid=args.target_fid,
-                     compile=args.compile, compile_mode=args.compile_mode, out=args.out,
+                     compile=args.compile, compile_mode=args.compile_mode,
+                     options=parse_options(args.option), out=args.out,
                      quiet=args.quiet, isolate=not args.in_process)
 
 

@@ -21,7 +21,7 @@ from typing import Optional
 from ganbench.config import RunConfig, resolve
 from ganbench.errors import UserError
 from ganbench.matrix import Combination, build_matrix, check_available
-from ganbench.registry import Registry, get_registry
+from ganbench.registry import Registry, get_registry, why_unavailable
 from ganbench.results import atomic_write_text, summary_markdown, write_table
 
 FIXED_NOISE_SEED = 20_000  # the grid's noise: the same z for every combination of a run
@@ -42,14 +42,14 @@ def choose_metrics(cfg: RunConfig, registry: Registry, device: str) -> tuple[lis
     if cfg.metrics is None:
         names = []
         for name, spec in registry.metrics.items():
-            reason = spec.why_unavailable(device)
+            reason = why_unavailable(spec, device)
             if reason:
                 notes.append(f"metric {name} not run: {reason}")
             else:
                 names.append(name)
         return names, notes
     for name in cfg.metrics:
-        reason = registry.lookup(name, ("metric",)).spec.why_unavailable(device)
+        reason = why_unavailable(registry.lookup(name, ("metric",)).spec, device)
         if reason:
             raise UserError(f"metric {name} cannot run here: {reason}")
     return list(cfg.metrics), notes
@@ -90,7 +90,7 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     seed_everything(cfg.seed)
     arch = registry.architectures[combo.architecture]
     loss = registry.losses[combo.loss].factory()
-    options = {"mode": cfg.compile_mode} if combo.attention == "compile-attn" else {}
+    options = cfg.options.get(combo.attention, {})
     attend = registry.attention[combo.attention].factory(**options) if combo.attention else None
     spec, arg = parse_data(cfg.data, registry)
     data = spec.load(arg, cfg.digits, cfg.image_size)
@@ -288,7 +288,15 @@ def plan(cfg: RunConfig):
             raise UserError(f"{combo.architecture} does not build {cfg.image_size}x"
                             f"{cfg.image_size} images; --image-size must be one of {sizes}")
     metric_names, metric_notes = choose_metrics(cfg, registry, cfg.device)
+    kernels = sorted({c.attention for c in combos if c.attention})
+    for plugin in cfg.options:
+        if plugin not in kernels:
+            raise UserError(f"--option {plugin}.…: {plugin} is not an attention kernel of this "
+                            f"run (kernels here: {', '.join(kernels) or 'none'})")
     spec, arg = parse_data(cfg.data, registry)
+    reason = why_unavailable(spec, cfg.device)
+    if reason:
+        raise UserError(f"--data {spec.name} cannot be used here: {reason}")
     data = spec.load(arg, cfg.digits, cfg.image_size)  # fail on bad data before any training
     if cfg.batch_size > len(data.train):
         raise UserError(f"--batch-size {cfg.batch_size} is larger than the {len(data.train)} "
