@@ -28,12 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.compare import compare, parse_fail_on, read_side, regressions, render
+    from ganbench.compare import (compare, parse_fail_on, read_side, regressions, render,
+                                  setting_notes)
 
     thresholds = parse_fail_on(args.fail_on)  # before reading: a typo fails fast
     old, new = read_side(args.old), read_side(args.new)
     table = compare(old, new, thresholds)
     print(render(table, args.format, "benchmark" if old.kind == "benchmark" else "combo"))
+    for note in setting_notes(old, new):
+        print(f"note: {note}", file=sys.stderr)
     bad = regressions(table)
     if len(bad):
         names = ", ".join(sorted({f"{k}:{m}" for k, m in zip(bad["key"], bad["metric"])}))

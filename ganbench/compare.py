@@ -24,7 +24,7 @@ import fnmatch
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -48,6 +48,11 @@ DIRECTIONS: tuple[tuple[str, str], ...] = (
     ("time_to_target_s", LOWER),
     ("median", LOWER),  # pytest-benchmark: seconds per call
 )
+
+# Run settings that make two rows' numbers incomparable when they differ (reported, not fatal:
+# comparing batch 16 with batch 64 on purpose is legitimate, doing it by accident is not).
+SETTING_COLUMNS = ("batch_size", "image_size", "steps", "dtype", "device_name", "data",
+                   "digits", "compile")
 
 OK_STATUS = "ok"
 REFERENCE_STATUS = "reference"
@@ -111,6 +116,7 @@ class Side:
     label: str
     rows: dict[str, dict[str, float]]
     status: dict[str, str]
+    settings: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> setting -> value
 
 
 def _number(value) -> float:
@@ -126,6 +132,7 @@ def _from_run_table(df: pd.DataFrame, label: str) -> Side:
         raise UserError(f"{label}: results table has no 'combo' column")
     rows: dict[str, dict[str, float]] = {}
     status: dict[str, str] = {}
+    settings: dict[str, dict[str, str]] = {}
     metrics = [c for c in df.columns if direction(c) is not None and c != "median"]
     for record in df.to_dict("records"):
         state = str(record.get("status", OK_STATUS))
@@ -136,7 +143,9 @@ def _from_run_table(df: pd.DataFrame, label: str) -> Side:
             raise UserError(f"{label}: combination {key!r} appears twice")
         rows[key] = {m: _number(record.get(m)) for m in metrics}
         status[key] = state
-    return Side("run", label, rows, status)
+        settings[key] = {c: _setting(record[c]) for c in SETTING_COLUMNS
+                         if c in record and not pd.isna(record[c])}
+    return Side("run", label, rows, status, settings)
 
 
 def _from_benchmark_json(data: dict, label: str) -> Side:
@@ -259,6 +268,26 @@ def compare(old: Side, new: Side, thresholds: Optional[dict[str, float]] = None)
     return pd.DataFrame(out, columns=COLUMNS)
 
 
+def setting_notes(old: Side, new: Side) -> list[str]:
+    """One line per setting that differs between the two sides, for rows on both sides."""
+    seen: dict[tuple[str, str, str], list[str]] = {}
+    for key in old.rows:
+        a, b = old.settings.get(key, {}), new.settings.get(key, {})
+        for column in SETTING_COLUMNS:
+            if column in a and column in b and a[column] != b[column]:
+                seen.setdefault((column, a[column], b[column]), []).append(key)
+    return [f"{column} differs: {x} in old, {y} in new ({len(keys)} row(s), e.g. {keys[0]})"
+            for (column, x, y), keys in seen.items()]
+
+
+def _setting(value) -> str:
+    """A setting as text; 64 and 64.0 (a NaN elsewhere in the column makes ints floats) are
+    both '64'."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _what(side: Side) -> str:
     return "benchmark" if side.kind == "benchmark" else "combination"
 
@@ -275,5 +304,6 @@ def render(table: pd.DataFrame, fmt: str, key_label: str = "key") -> str:
     if fmt == "json":
         records = table.astype(object).where(table.notna(), None).to_dict("records")
         return json.dumps({"rows": records}, indent=1)
-    view = table.rename(columns={"key": key_label})
+    view = table.rename(columns={"key": key_label}).astype(object)
+    view = view.where(view.notna(), None)  # tabulate blanks None, not NaN
     return view.to_markdown(index=False, floatfmt=".4g", missingval="")
