@@ -61,10 +61,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as exc:
         print(f"ganbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except BrokenPipeError:
-        # Output piped into a reader that closed early (`ganbench plugins | head`): not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            # Output piped into a reader that closed early (`ganbench plugins | head`).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        # A path the user gave cannot be written or read (a folder under a regular file, a
+        # full disk): one line, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"ganbench: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ganbench: interrupted", file=sys.stderr)
         return 130

@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# Kept in step with ganbench.config.DEFAULT_CHECKPOINT_EVERY (not imported: `ganbench --help`
+# must not import torch, and config is cheap but this module imports only the standard library).
+DEFAULT_CHECKPOINT_EVERY = 50
+# Options that say how to run rather than what to measure: the only ones --resume accepts.
+RESUME_OVERRIDES = ("quiet", "in_process", "jobs")
+
 NAME = "run"
 HELP = "train and benchmark every combination of the named plugins"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plugins", required=True, metavar="NAMES",
+    p.add_argument("--plugins", metavar="NAMES",
                    help="comma-separated architectures, losses and attention kernels, "
-                        "e.g. dcgan,sagan or sagan,triton-attn (see `ganbench plugins`)")
+                        "e.g. dcgan,sagan or sagan,triton-attn (see `ganbench plugins`); "
+                        "required unless --resume")
     p.add_argument("--metrics", metavar="NAMES",
                    help="comma-separated metric plugins, or 'none' (default: all available)")
     p.add_argument("--data", default="embedded", metavar="SOURCE",
@@ -46,11 +53,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-process", action="store_true",
                    help="train in this process instead of one fresh process per combination "
                         "(faster start; CPU peak memory is then not per combination)")
+    faults = p.add_argument_group("interrupts and resume")
+    faults.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY,
+                        metavar="K",
+                        help="save each combination's training state every K steps to "
+                             "RUN_DIR/checkpoints/ so --resume can continue it (default "
+                             f"{DEFAULT_CHECKPOINT_EVERY}; 0: never)")
+    faults.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted run with the settings in its "
+                             "config.json: finished combinations keep their rows, an "
+                             "unfinished one continues from its last checkpoint (only "
+                             f"{', '.join('--' + o.replace('_', '-') for o in RESUME_OVERRIDES)} "
+                             "may be given with it)")
+    scale = p.add_argument_group("scale-out (README: Scale-out)")
+    scale.add_argument("--nproc", type=int, metavar="N",
+                       help="data-parallel training on N ranks: execs `torchrun --standalone "
+                            "--nproc-per-node N -m ganbench run` with the other options. "
+                            "--batch-size stays the global batch (N ranks x batch/N each)")
+    scale.add_argument("--sync-bn", action="store_true",
+                       help="with N ranks: BatchNorm -> SyncBatchNorm (global-batch "
+                            "statistics; CUDA only)")
+    scale.add_argument("--scaling", action="store_true",
+                       help="with N ranks: also time each combination on 1 rank (per-rank "
+                            "batch) and fill scaling_efficiency")
+    scale.add_argument("--jobs", type=int, default=1, metavar="K",
+                       help="train K combinations at once, each in its own worker process "
+                            "(timings then share the machine: see parallel_jobs)")
 
 
 def config_from_args(args: argparse.Namespace):
     from ganbench.config import RunConfig, parse_digits, parse_names, parse_options
+    from ganbench.errors import ConfigError
 
+    if args.plugins is None:
+        raise ConfigError("--plugins is required, e.g. --plugins dcgan,sagan (or continue a run "
+                          "with --resume RUN_DIR)")
     metrics = None
     if args.metrics is not None:
         metrics = () if args.metrics.strip().lower() == "none" else parse_names(args.metrics,
@@ -62,16 +99,70 @@ def config_from_args(args: argparse.Namespace):
                      eval_every=args.eval_every, target_fid=args.target_fid,
                      compile=args.compile, compile_mode=args.compile_mode,
                      options=parse_options(args.option), out=args.out,
-                     quiet=args.quiet, isolate=not args.in_process)
+                     quiet=args.quiet, isolate=not args.in_process,
+                     checkpoint_every=args.checkpoint_every,
+                     jobs=args.jobs, sync_bn=args.sync_bn, scaling=args.scaling)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.runner import run as run_all
+    from ganbench.runner import RunInterrupted, run as run_all
 
+    if args.resume is not None:
+        return _resume(args)
     cfg = config_from_args(args)  # validates before torch is imported
+    if args.nproc is not None:  # becomes torchrun; each rank parses the same options again
+        from ganbench.scaleout import exec_torchrun, options_argv
+
+        exec_torchrun(args.nproc, options_argv(args, add_arguments), cfg)
     echo = (lambda *a, **k: None) if args.quiet else print
-    run_dir, df = run_all(cfg, echo=echo)
-    if args.quiet:
+    try:
+        run_dir, df = run_all(cfg, echo=echo)
+    except RunInterrupted as exc:
+        return _interrupted(exc)
+    return _finish(args, run_dir, df)
+
+
+def _finish(args: argparse.Namespace, run_dir, df) -> int:
+    """Exit code 0 when every row is ok, 1 when any combination failed, diverged or crashed."""
+    if args.quiet and df is not None:  # under torchrun only rank 0 has the table
         print(run_dir)
     bad = df is not None and "status" in df and (~df["status"].isin(["ok", "reference"])).any()
     return 1 if bad else 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """`run --resume RUN_DIR`: the saved settings, plus only the RESUME_OVERRIDES given."""
+    import dataclasses
+
+    from ganbench.errors import ConfigError
+    from ganbench.runner import RunInterrupted, load_run_config, run as run_all
+
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_arguments(defaults)
+    for action in defaults._actions:  # argparse has no public list of a parser's options
+        if action.dest in ("resume", "help", *RESUME_OVERRIDES) or not action.option_strings:
+            continue
+        if getattr(args, action.dest, action.default) != action.default:
+            flag = max(action.option_strings, key=len)
+            raise ConfigError(f"--resume takes its settings from {args.resume}/config.json; "
+                              f"drop {flag} (only --quiet, --in-process and --jobs may change)")
+    cfg = load_run_config(args.resume)
+    cfg = dataclasses.replace(cfg, quiet=cfg.quiet or args.quiet,
+                              isolate=cfg.isolate and not args.in_process,
+                              jobs=args.jobs if args.jobs != 1 else cfg.jobs)
+    echo = (lambda *a, **k: None) if cfg.quiet else print
+    try:
+        run_dir, df = run_all(cfg, echo=echo, resume=True)
+    except RunInterrupted as exc:
+        return _interrupted(exc)
+    return _finish(args, run_dir, df)
+
+
+def _interrupted(exc) -> int:
+    """One line on stderr saying what is kept and how to go on; exit 130 (Ctrl-C) or 143."""
+    import sys
+
+    where = exc.run_dir
+    print(f"ganbench: interrupted by {exc.args[0]}; finished rows are in {where}; continue with: "
+          f"ganbench run --resume {where}", file=sys.stderr)
+    return exc.exit_code

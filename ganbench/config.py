@@ -54,6 +54,9 @@ class RunConfig:
     out: Optional[Path] = None
     quiet: bool = False
     isolate: bool = True                        # one fresh process per combination
+    jobs: int = 1                               # combinations trained side by side
+    sync_bn: bool = False                       # torchrun: BatchNorm -> SyncBatchNorm
+    scaling: bool = False                       # torchrun: also time 1 rank, fill efficiency
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY  # steps between checkpoints; 0: none
     options: dict = field(default_factory=dict)  # {plugin: {key: value}} for its factory
 
@@ -81,6 +84,10 @@ class RunConfig:
                               f"{self.checkpoint_every!r}")
         if self.eval_every < 0:
             raise ConfigError(f"--eval-every must be >= 0, got {self.eval_every}")
+        _positive("--jobs", self.jobs)
+        if self.jobs > 1 and not self.isolate:
+            raise ConfigError("--jobs runs combinations in parallel worker processes; it "
+                              "cannot be combined with --in-process")
         if self.target_fid is not None and not self.target_fid > 0:
             raise ConfigError(f"--target-fid must be > 0, got {self.target_fid}")
         if self.dtype not in DTYPES:

@@ -129,6 +129,8 @@ def read_table(run_dir: Path) -> pd.DataFrame:
         path = path / TABLE_JSON if (path / TABLE_JSON).exists() else path / TABLE_CSV
     if not path.exists():
         raise UserError(f"no results table in {run_dir} (expected {TABLE_JSON} or {TABLE_CSV})")
+    if path.suffix not in (".json", ".csv"):
+        raise UserError(f"{run_dir} is not a run folder or a results .json/.csv file")
     try:
         if path.suffix == ".json":
             return to_frame(json.loads(path.read_text())["rows"])

@@ -1,32 +1,45 @@
 """One run: names -> combinations -> a fresh process per combination -> rows -> table.
 
 Each combination trains in its own spawned process (unless ``isolate=False``): a crash, a CUDA
-error or an out-of-memory there becomes a row with status ``failed``/``crashed`` and the others
-still run, and the CPU peak-memory figure (peak RSS) belongs to that combination alone. The
-table is rewritten atomically after every row, so an interrupt never loses finished rows.
+error or an out-of-memory there becomes a row with status ``failed``/``oom``/``crashed`` and the
+others still run, and the CPU peak-memory figure (peak RSS) belongs to that combination alone.
+The table is rewritten atomically after every row, so an interrupt never loses finished rows.
+
+Interrupts and resume: Ctrl-C and SIGTERM stop the worker and leave the finished rows on disk
+(:class:`RunInterrupted`); each combination checkpoints every ``checkpoint_every`` steps, and
+``run(cfg, resume=True)`` (``ganbench run --resume RUN_DIR``) skips the combinations that
+already have a row and continues an unfinished one from its checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
+import signal
 import sys
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from ganbench import scaleout
 from ganbench.config import RunConfig, resolve
 from ganbench.errors import UserError
 from ganbench.matrix import Combination, build_matrix, check_available
 from ganbench.registry import Registry, get_registry, why_unavailable
-from ganbench.results import atomic_write_text, summary_markdown, write_table
+from ganbench.results import (TABLE_JSON, atomic_write_text, summary_markdown, to_frame,
+                              write_table)
 
 FIXED_NOISE_SEED = 20_000  # the grid's noise: the same z for every combination of a run
 GRID_SIZE = 64
 ATTENTION_SAMPLES = 3
+# A row with one of these statuses is final: --resume keeps it and does not train that
+# combination again. (The "real data" reference row is recomputed at the end instead.)
+FINAL_STATUSES = ("ok", "diverged", "failed", "oom", "crashed")
 
 
 def parse_data(data: str, registry: Registry):
@@ -76,14 +89,23 @@ def prepare_run_dir(path: Path) -> Path:
 # Inside the worker
 # ------------------------------------------------------------------------------------------
 def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: list[str],
-            fresh_process: bool) -> dict:
-    """Train one combination and return its row (raises on failure; the caller records it)."""
+            fresh_process: bool, resume: bool = False, replicas=None) -> dict:
+    """Train one combination and return its row (raises on failure; the caller records it).
+
+    With ``resume``, training continues from RUN_DIR/checkpoints/<combo>.pt when it exists and
+    the row's ``resumed_from_step`` says from which step; otherwise any such file is removed.
+
+    ``replicas`` (ganbench.distributed) is this process's part in data-parallel training; the
+    default trains alone. Under torchrun only rank 0's row is complete and only rank 0 writes.
+    """
     import torch
+
+    from ganbench.distributed import OneProcess
 
     from ganbench.measure import PeakMemory, environment, summarize
     from ganbench.report import save_attention_figure, save_grid
     from ganbench.specs import MetricContext, ModelRequest
-    from ganbench.train import Batches, generate, seed_everything, train
+    from ganbench.train import generate, seed_everything, train
 
     registry = get_registry()
     device = cfg.device
@@ -102,12 +124,13 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     mem = PeakMemory(device, fresh=fresh_process)
     G, D = arch.build(ModelRequest(cfg.image_size, defaults.z_dim, attend=attend))
     G, D = G.to(device), D.to(device)
-    G_run, D_run = G, D
+    rep = replicas or OneProcess()
+    G_run, D_run = rep.wrap(G, D)  # DDP under torchrun; G and D themselves otherwise
     if cfg.compile:
-        G_run = torch.compile(G, mode=cfg.compile_mode)
-        D_run = torch.compile(D, mode=cfg.compile_mode)
+        G_run = torch.compile(G_run, mode=cfg.compile_mode)
+        D_run = torch.compile(D_run, mode=cfg.compile_mode)
         torch._dynamo.utils.counters.clear()
-    batches = Batches(data.train.to(device), cfg.batch_size, cfg.seed)
+    batches = rep.batches(data.train.to(device), cfg.batch_size, cfg.seed)  # this rank's share
     if metric_names:
         from ganbench import quality
 
@@ -124,24 +147,31 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     def on_eval(step: int, wall_s: float) -> dict:
         return {"step": step, "wall_s": wall_s, **score(step)}
 
-    bar = _progress_bar(cfg, combo)
+    ckpt, resume_state = _checkpoint_for(cfg, combo, run_dir, resume)
+    bar = _progress_bar(cfg, combo) if rep.is_rank0 else None
     outcome = train(G_run, D_run, loss, batches, steps=cfg.steps, warmup=cfg.warmup,
                     z_dim=defaults.z_dim, g_lr=defaults.g_lr, d_lr=defaults.d_lr,
-                    betas=defaults.betas, device=device, dtype=cfg.dtype, seed=cfg.seed,
+                    betas=defaults.betas, device=device, dtype=cfg.dtype,
+                    seed=rep.noise_seed(cfg.seed),
                     progress=bar.update_to if bar else None,
                     eval_every=cfg.eval_every if metric_names else 0,
-                    on_eval=on_eval if metric_names else None)
+                    on_eval=rep.on_rank0(on_eval) if metric_names else None,
+                    checkpoint_every=cfg.checkpoint_every,
+                    on_checkpoint=lambda state: save_checkpoint(ckpt, state),
+                    resume=resume_state)
     if bar:
         bar.close()
     row = {"combo": combo.name, "architecture": combo.architecture, "loss": combo.loss,
            "attention": combo.attention, "status": outcome.status,
-           "diverged_at": outcome.diverged_at, "steps": len(outcome.d_losses),
+           "diverged_at": outcome.diverged_at, "resumed_from_step": outcome.resumed_from_step,
+           "steps": len(outcome.d_losses),
            "batch_size": cfg.batch_size, "image_size": cfg.image_size,
            "warmup": cfg.warmup, "z_dim": defaults.z_dim, "g_lr": defaults.g_lr,
            "d_lr": defaults.d_lr, "betas": list(defaults.betas), "seed": cfg.seed,
            "data": data.source, "digits": ",".join(map(str, cfg.digits)) or "all",
            "n_train": len(data.train), "compile": cfg.compile}
-    row.update(summarize(outcome.step_seconds, cfg.batch_size))
+    row.update(summarize(rep.step_seconds(outcome.step_seconds), cfg.batch_size))
+    row.update(rep.columns(cfg.batch_size))
     row.update(mem.read())
     tail = slice(-10, None)  # the last ten steps: one step's loss is too noisy to compare
     row["d_loss_last10"] = _mean(outcome.d_losses[tail])
@@ -152,6 +182,9 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
         row["compile_graph_breaks"] = int(sum(torch._dynamo.utils.counters["graph_break"]
                                               .values()))
 
+    rep.finish(G, D, combo.name)
+    if not rep.is_rank0:  # rank 0 alone draws, saves and scores
+        return row
     name = combo.name
     fixed = torch.randn(GRID_SIZE, defaults.z_dim, 1, 1,
                         generator=torch.Generator().manual_seed(FIXED_NOISE_SEED))
@@ -176,6 +209,24 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     row.update(environment(device, cfg.dtype))
     row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return row
+
+
+def _checkpoint_for(cfg: RunConfig, combo: Combination, run_dir: Path,
+                    resume: bool) -> tuple[Path, Optional[dict]]:
+    """(where this combination checkpoints, the state to continue from or None)."""
+    from ganbench.checkpoint import checkpoint_path, discard_checkpoint, load_checkpoint
+
+    path = checkpoint_path(run_dir, combo.name)
+    if resume and path.exists():
+        return path, load_checkpoint(path)
+    discard_checkpoint(path)  # a fresh start: an older run's checkpoint must never be resumed
+    return path, None
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    from ganbench.checkpoint import save_checkpoint as save
+
+    save(path, state)
 
 
 def _mean(values: list[float]) -> float:
@@ -218,36 +269,61 @@ def _progress_bar(cfg: RunConfig, combo: Combination) -> Optional[_Bar]:
     return _Bar(tqdm(total=cfg.steps, desc=combo.name, unit="step", leave=True))
 
 
-def _worker(cfg_dict: dict, combo: tuple, run_dir: str, metric_names: list[str], queue) -> None:
+def _worker(cfg_dict: dict, combo: tuple, run_dir: str, metric_names: list[str], queue,
+            resume: bool = False) -> None:
+    """Sends ("ok", row), ("interrupted",) or (status, one-line error, traceback)."""
     cfg = RunConfig.from_dict(cfg_dict)
     try:
-        row = execute(cfg, Combination(*combo), Path(run_dir), metric_names, fresh_process=True)
+        row = execute(cfg, Combination(*combo), Path(run_dir), metric_names, fresh_process=True,
+                      resume=resume)
         queue.put(("ok", row))
-    except BaseException as exc:  # reported to the parent as a failed row
-        queue.put(("error", f"{type(exc).__name__}: {exc}".splitlines()[0],
-                   traceback.format_exc()))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: not a failed row
+        queue.put(("interrupted",))
+    except BaseException as exc:  # reported to the parent as a failed (or oom) row
+        queue.put((failure_status(exc), _one_line(exc), traceback.format_exc()))
+
+
+def failure_status(exc: BaseException) -> str:
+    """'oom' for running out of memory (torch.cuda.OutOfMemoryError, MemoryError, or any error
+    whose message says "out of memory" / "can't allocate memory"), else 'failed'."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return "oom"
+    text = str(exc).lower()
+    return "oom" if "out of memory" in text or "can't allocate memory" in text else "failed"
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------------
 # In the parent
 # ------------------------------------------------------------------------------------------
-def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: list[str]) -> dict:
-    """The row of one combination; failures become rows with status and error."""
+def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: list[str],
+            resume: bool = False) -> dict:
+    """The row of one combination; failures become rows with status (failed, oom, crashed) and
+    error. A KeyboardInterrupt (Ctrl-C, or SIGTERM via :func:`sigterm_as_interrupt`) stops the
+    worker and propagates: an interrupted combination gets no row."""
     base = {"combo": combo.name, "architecture": combo.architecture, "loss": combo.loss,
             "attention": combo.attention}
     if not cfg.isolate:
         try:
-            return execute(cfg, combo, run_dir, metric_names, fresh_process=False)
+            return execute(cfg, combo, run_dir, metric_names, fresh_process=False, resume=resume)
         except UserError:
             raise
         except Exception as exc:
             _log_failure(run_dir, combo, traceback.format_exc())
-            return {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            status = failure_status(exc)
+            if status == "oom":
+                _release_cuda_cache()  # so the next combination starts with free memory
+            return {**base, "status": status, "error": _one_line(exc)}
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_worker, args=(cfg.to_dict(), dataclasses.astuple(combo),
-                                             str(run_dir), metric_names, queue), daemon=True)
+                                             str(run_dir), metric_names, queue, resume),
+                       daemon=True)
     proc.start()
     try:
         message = None
@@ -256,19 +332,52 @@ def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
                 message = queue.get(timeout=1.0)
             except Exception:  # queue.Empty: is the worker still alive?
                 if not proc.is_alive():
+                    # It may have sent its row just before exiting: read what is left.
+                    message = _get_nowait(queue)
                     break
         proc.join()
     except BaseException:
-        proc.terminate()
-        proc.join()
+        _stop(proc)
         raise
     if message is None:
-        return {**base, "status": "crashed",
-                "error": f"worker exited with code {proc.exitcode} before reporting"}
+        return {**base, "status": "crashed", "error": _describe_exit(proc.exitcode)}
     if message[0] == "ok":
         return message[1]
+    if message[0] == "interrupted":
+        raise KeyboardInterrupt
     _log_failure(run_dir, combo, message[2])
-    return {**base, "status": "failed", "error": message[1]}
+    return {**base, "status": message[0], "error": message[1]}
+
+
+def _get_nowait(queue):
+    try:
+        return queue.get(timeout=0.5)
+    except Exception:  # queue.Empty
+        return None
+
+
+def _stop(proc) -> None:
+    """Terminate a worker (SIGTERM), then kill it if it has not gone within 10 s."""
+    proc.terminate()
+    proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
+def _describe_exit(code: Optional[int]) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        hint = " (the system's out-of-memory killer sends SIGKILL)" if name == "SIGKILL" else ""
+        return f"worker was killed by {name} before reporting{hint}"
+    return f"worker exited with code {code} before reporting"
+
+
+def _release_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _log_failure(run_dir: Path, combo: Combination, text: str) -> None:
@@ -304,28 +413,149 @@ def plan(cfg: RunConfig):
     return cfg, combos, notes + metric_notes, metric_names, data
 
 
-def run(cfg: RunConfig, echo=print) -> tuple[Path, "object"]:
-    """Run every combination; returns (run folder, DataFrame)."""
+def run(cfg: RunConfig, echo=print, resume: bool = False) -> tuple[Path, "object"]:
+    """Run every combination; returns (run folder, DataFrame).
+
+    ``resume``: ``cfg`` is an earlier run's config (:func:`load_run_config`); combinations with a
+    final row in its results.json keep that row and are not trained again, an unfinished one
+    continues from its checkpoint. Ctrl-C or SIGTERM raise :class:`RunInterrupted` once the
+    worker is stopped; every row finished before is then on disk in a valid table.
+    """
+    if scaleout.launched_by_torchrun():  # one process per rank: see ganbench/distributed.py
+        from ganbench.distributed import run_ranks
+
+        return run_ranks(cfg, echo, resume)
+    scaleout.check_one_process(cfg)
     cfg, combos, notes, metric_names, data = plan(cfg)
     run_dir = prepare_run_dir(cfg.out or default_run_dir(cfg))
     cfg = dataclasses.replace(cfg, out=run_dir)
-    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
+    rows: list[dict] = []
+    if resume:
+        rows = finished_rows(run_dir, combos)
+        verify_checkpoints(run_dir, combos, rows)  # a damaged one fails now, not mid-run
+    else:
+        if (run_dir / "results.json").exists():  # never mix two runs' rows in one table
+            raise UserError(f"{run_dir} already holds a run's results; continue it with "
+                            f"--resume {run_dir}, or choose another --out")
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
     for note in notes:
         echo(f"note: {note}")
-    rows: list[dict] = []
-    df = None
-    for combo in combos:
-        row = run_one(cfg, combo, run_dir, metric_names)
-        rows.append(row)
-        df = write_table(rows, run_dir)
-        if row.get("status") != "ok" and not cfg.quiet:
-            echo(f"{combo.name}: {row.get('status')}: {row.get('error', '')}")
-    if metric_names:
-        rows.append(reference_row(cfg, data, metric_names))
-        df = write_table(rows, run_dir)
+    df = to_frame(rows)
+    todo = _unfinished(combos, rows, echo)
+    work = lambda c: run_one(cfg, c, run_dir, metric_names, resume=resume)  # noqa: E731
+    with interrupts_reported(run_dir):
+        for combo, row in scaleout.each_finished(todo, work, cfg.jobs):  # --jobs: as they finish
+            row["parallel_jobs"] = cfg.jobs  # K > 1: timings were taken while others trained
+            rows = scaleout.in_plan_order(rows + [row], combos)
+            df = write_table(rows, run_dir)
+            _discard_checkpoint(run_dir, combo)  # only now: its row is safely on disk
+            if row.get("status") != "ok" and not cfg.quiet:
+                echo(f"{combo.name}: {row.get('status')}: {row.get('error', '')}")
+        if metric_names:
+            rows.append(reference_row(cfg, data, metric_names))
+            df = write_table(rows, run_dir)
     echo(summary_markdown(df))
     echo(f"\nresults: {run_dir}")
     return run_dir, df
+
+
+# ------------------------------------------------------------------------------------------
+# Interrupts and resume
+# ------------------------------------------------------------------------------------------
+class RunInterrupted(KeyboardInterrupt):
+    """The run stopped on Ctrl-C or SIGTERM; the rows finished before are in ``run_dir``.
+
+    ``exit_code`` follows the shell's convention, 128 + signal: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, signum: int, run_dir: Optional[Path] = None):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.run_dir = run_dir
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def interrupts_reported(run_dir: Path):
+    """Within the body, SIGTERM (a scheduler's or CI's stop) raises like Ctrl-C does, so one
+    clean shutdown serves both: run_one terminates the worker, the rows already written stay.
+    Either leaves the body as RunInterrupted carrying ``run_dir`` (for the --resume hint).
+    Only the main thread can install handlers; elsewhere SIGTERM keeps its default."""
+    def on_sigterm(signum, frame):
+        raise RunInterrupted(signum, run_dir)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise RunInterrupted(signal.SIGINT, run_dir) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _unfinished(combos: list[Combination], rows: list[dict], echo) -> list[Combination]:
+    finished = {row["combo"] for row in rows}
+    for name in sorted(finished):
+        echo(f"{name}: finished before this resume, row kept")
+    return [combo for combo in combos if combo.name not in finished]
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The RunConfig saved in RUN_DIR/config.json, with ``out`` set to ``run_dir``.
+
+    UserError (one line, naming the file) if the folder or file is missing or unreadable."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise UserError(f"--resume {run_dir}: no such run folder")
+    if not path.is_file():
+        raise UserError(f"--resume {run_dir}: no config.json there; is it a folder made by "
+                        "`ganbench run`?")
+    try:
+        saved = json.loads(path.read_text())
+        return dataclasses.replace(RunConfig.from_dict(saved), out=run_dir)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise UserError(f"cannot read run config {path}: {type(exc).__name__}: {reason}")
+
+
+def finished_rows(run_dir: Path, combos: list[Combination]) -> list[dict]:
+    """Rows of ``combos`` that RUN_DIR/results.json already holds with a final status."""
+    path = Path(run_dir) / TABLE_JSON
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        names = {combo.name for combo in combos}
+        return [row for row in rows
+                if row.get("combo") in names and row.get("status") in FINAL_STATUSES]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UserError(f"cannot read results table {path} to resume: {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())}")
+
+
+def verify_checkpoints(run_dir: Path, combos: list[Combination], rows: list[dict]) -> None:
+    """Load every checkpoint an unfinished combination would resume from (CheckpointError if
+    one is damaged), so the user hears about it before any training starts."""
+    from ganbench.checkpoint import checkpoint_path, load_checkpoint
+
+    finished = {row["combo"] for row in rows}
+    for combo in combos:
+        path = checkpoint_path(run_dir, combo.name)
+        if combo.name not in finished and path.exists():
+            load_checkpoint(path)
+
+
+def _discard_checkpoint(run_dir: Path, combo: Combination) -> None:
+    from ganbench.checkpoint import checkpoint_path, discard_checkpoint
+
+    discard_checkpoint(checkpoint_path(run_dir, combo.name))
 
 
 def reference_row(cfg: RunConfig, data, metric_names: list[str]) -> dict:

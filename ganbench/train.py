@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ganbench.distributed import first_nonfinite, grad_sync_off
 from ganbench.measure import StepTimer
 from ganbench.specs import GANLoss, LossInputs
 
@@ -50,6 +51,16 @@ class Batches:
         self._pos += self.batch_size
         return self.images.index_select(0, idx)
 
+    def state(self) -> dict:
+        """Where the shuffle stands, for a checkpoint (see :meth:`load_state`)."""
+        return {"generator": self.generator.get_state(), "order": self._order.clone(),
+                "pos": self._pos}
+
+    def load_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._order = state["order"].clone()
+        self._pos = int(state["pos"])
+
 
 @dataclass
 class TrainOutcome:
@@ -61,6 +72,7 @@ class TrainOutcome:
     wall_s: float = 0.0
     first_step_s: float = 0.0
     history: list[dict] = field(default_factory=list)  # rows from on_eval
+    resumed_from_step: Optional[int] = None  # set when training continued from a checkpoint
 
 
 def autocast(device: str, dtype: str):
@@ -75,12 +87,22 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
           device: str, dtype: str = "fp32", seed: int = 0,
           progress: Optional[Callable[[int, float, float], None]] = None,
           eval_every: int = 0,
-          on_eval: Optional[Callable[[int, float], dict]] = None) -> TrainOutcome:
+          on_eval: Optional[Callable[[int, float], dict]] = None,
+          checkpoint_every: int = 0,
+          on_checkpoint: Optional[Callable[[dict], None]] = None,
+          resume: Optional[dict] = None) -> TrainOutcome:
     """Train G and D in place for ``steps`` iterations and return timings and losses.
 
     ``on_eval(step, wall_s)`` runs every ``eval_every`` steps (outside the timed region, but the
     wall clock keeps running: time-to-quality counts evaluation). Training stops early with
     status ``diverged`` when a loss becomes NaN or inf.
+
+    ``on_checkpoint(state)`` receives :func:`training_state` every ``checkpoint_every`` steps
+    (after the divergence check, so a saved state never holds a non-finite loss). Passing such a
+    state as ``resume`` continues from its step with the same models, optimisers, RNG streams,
+    losses and timings, so the losses match an uninterrupted run. After a resume the first
+    ``warmup`` steps are again untimed (caches and allocator are cold in a new process); the
+    step times measured before the checkpoint are kept.
     """
     opt_g = torch.optim.Adam(G.parameters(), lr=g_lr, betas=tuple(float(b) for b in betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=d_lr, betas=tuple(float(b) for b in betas))
@@ -92,10 +114,15 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
     G.train()
     D.train()
     start = time.perf_counter()
+    first, carried_seconds = 0, []  # first step of this call; step times from before a resume
+    if resume is not None:
+        first, carried_seconds = restore_training_state(resume, G, D, opt_g, opt_d, noise,
+                                                        batches, losses, outcome)
+        start -= outcome.wall_s  # wall time continues from the checkpoint's
 
-    for step in range(steps):
+    for step in range(first, steps):
         real = batches.next()
-        if step >= warmup:
+        if step - first >= warmup:
             timer.start()
         elif step == 0:
             t_first = time.perf_counter()
@@ -108,14 +135,14 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        with autocast(device, dtype):
+        with autocast(device, dtype), grad_sync_off(D):  # D's grads here are discarded
             # G step on fresh noise through the updated D.
             z = torch.randn(batch_size, z_dim, 1, 1, device=device, generator=noise)
             g_loss = loss.g_loss(LossInputs(fake_logits=D(G(z)), discriminator=D))
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
-        if step >= warmup:
+        if step - first >= warmup:
             timer.stop()
         elif step == 0:
             if device.startswith("cuda"):
@@ -124,10 +151,12 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
         losses.append(torch.stack([d_loss.detach().float(), g_loss.detach().float()]))
 
         done = step + 1
-        if done % DIVERGENCE_CHECK_EVERY == 0 or done == steps:
+        save_now = bool(on_checkpoint and checkpoint_every and done % checkpoint_every == 0
+                        and done < steps)
+        if done % DIVERGENCE_CHECK_EVERY == 0 or done == steps or save_now:
             recent = torch.stack(losses[-DIVERGENCE_CHECK_EVERY:])
-            if not bool(torch.isfinite(recent).all()):
-                bad = int((~torch.isfinite(recent)).any(dim=1).nonzero()[0])
+            bad = first_nonfinite(recent, D)  # under DDP agreed by every rank
+            if bad is not None:
                 outcome.status = "diverged"
                 outcome.diverged_at = len(losses) - len(recent) + bad + 1
                 break
@@ -138,13 +167,73 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
             row = on_eval(done, time.perf_counter() - start)
             outcome.history.append(row)
             G.train()
+        if save_now:
+            outcome.wall_s = time.perf_counter() - start
+            outcome.step_seconds = carried_seconds + timer.seconds()
+            on_checkpoint(training_state(done, G, D, opt_g, opt_d, noise, batches, losses,
+                                         outcome))
 
-    outcome.step_seconds = timer.seconds()
+    outcome.step_seconds = carried_seconds + timer.seconds()
     all_losses = torch.stack(losses).cpu() if losses else torch.empty(0, 2)
     outcome.d_losses = all_losses[:, 0].tolist()
     outcome.g_losses = all_losses[:, 1].tolist()
     outcome.wall_s = time.perf_counter() - start
     return outcome
+
+
+def training_state(step: int, G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer,
+                   opt_d: torch.optim.Optimizer, noise: torch.Generator, batches: Batches,
+                   losses: list[torch.Tensor], outcome: TrainOutcome) -> dict:
+    """Everything :func:`train` needs to continue after ``step`` finished iterations.
+
+    Only tensors, numbers and strings (the eval history travels as JSON text), so the state
+    loads with ``torch.load(weights_only=True)``. ``outcome`` supplies the step times and wall
+    time so far and the first step's time.
+    """
+    import json
+
+    return {
+        "step": step,
+        "generator": G.state_dict(), "discriminator": D.state_dict(),
+        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+        "rng_torch": torch.get_rng_state(), "rng_noise": noise.get_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "batches": batches.state(),
+        "losses": torch.stack(losses).cpu() if losses else torch.empty(0, 2),  # (step, 2)
+        "step_seconds": list(outcome.step_seconds),
+        "first_step_s": outcome.first_step_s,
+        "wall_s": outcome.wall_s,
+        "history": json.dumps(outcome.history, default=float),
+    }
+
+
+def restore_training_state(state: dict, G: nn.Module, D: nn.Module,
+                           opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                           noise: torch.Generator, batches: Batches, losses: list[torch.Tensor],
+                           outcome: TrainOutcome) -> tuple[int, list[float]]:
+    """Load a :func:`training_state` into fresh models, optimisers and streams (in place).
+
+    Returns (the step to continue from, the step times measured before it); fills ``losses``
+    and ``outcome`` (history, first-step and wall time, ``resumed_from_step``).
+    """
+    import json
+
+    G.load_state_dict(state["generator"])
+    D.load_state_dict(state["discriminator"])
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    torch.set_rng_state(state["rng_torch"])
+    noise.set_state(state["rng_noise"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    batches.load_state(state["batches"])
+    device = next(G.parameters()).device
+    losses.extend(state["losses"].to(device).unbind(0))
+    outcome.history = json.loads(state["history"])
+    outcome.first_step_s = float(state["first_step_s"])
+    outcome.wall_s = float(state["wall_s"])
+    outcome.resumed_from_step = int(state["step"])
+    return int(state["step"]), [float(s) for s in state["step_seconds"]]
 
 
 @torch.no_grad()

@@ -64,6 +64,8 @@ def test_run_isolated_process_and_report(tmp_path):
     (["run", "--plugins", "dcgan", "--batch-size", "100000"], "larger than the"),
     (["run", "--plugins", "dcgan", "--data", "nosuch"], "unknown dataset plugin"),
     (["report", "/nonexistent/run"], "no results table"),
+    (["run", "--plugins", "dcgan", "--checkpoint-every", "-5"], "--checkpoint-every must be >= 0"),
+    (["run", "--plugins", "dcgan", "--data", "folder:/nonexistent"], "no such folder"),
 ])
 def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, args, fragment):
     out = tmp_path / "never"
@@ -84,3 +86,20 @@ def test_plugins_lists_every_kind_with_source_and_availability():
         assert word in res.stdout
     triton_line = next(l for l in res.stdout.splitlines() if "triton-attn" in l)
     assert triton_line.split()[2] in ("yes", "no")
+
+
+def test_unwritable_output_path_is_one_line_exit_2(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = ganbench("bench", "attention", "--device", "cpu", "--quick", "--kernels", "eager-attn",
+                   "--shapes", "textbook", "--out", str(blocker / "bench"))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganbench: error:"), res.stderr
+
+
+def test_fresh_run_refuses_a_folder_that_holds_results(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text('{"rows": []}')
+    assert main(["run", "--plugins", "dcgan", "--out", str(out), *TINY]) == 2
