@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--digits", default="7,8", help="digits to train on, or 'all' (default "
                                                   "7,8 as the textbook)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
-    p.add_argument("--steps", type=int, help="training iterations (default: 150 on CPU, "
+    p.add_argument("--steps", type=int, help="training iterations (default: 180 on CPU, "
                                              "1000 on CUDA)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, help="32, 64 or 128 (default: 32 on CPU, 64 on "

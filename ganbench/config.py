@@ -17,10 +17,11 @@ from ganbench.errors import ConfigError
 
 DTYPES = ("fp32", "bf16")
 # Default budgets. A textbook SAGAN step (batch 64, 64x64) takes ~2 s on the project's 2-core
-# CPU and DCGAN ~0.9 s, against ~0.3 s and ~0.17 s at 32x32 (measured 2026-11-27), so the CPU
-# default trains at 32x32 for 150 steps: `ganbench run --plugins dcgan,sagan` then answers in
-# under two minutes. On CUDA the textbook's 64x64 and a longer budget.
-CPU_DEFAULTS = {"steps": 150, "image_size": 32}
+# CPU and DCGAN ~0.9 s, against ~0.30 s and ~0.18 s at 32x32 (measured 2026-11-28 on the quiet
+# machine). `ganbench run --plugins dcgan,sagan` at 200 steps took 110 s end to end, so the CPU
+# default is 180 steps at 32x32, to stay under two minutes with some margin. That is early
+# training (blurry strokes, fid_digits ~450); about 600 steps give clear 7s and 8s.
+CPU_DEFAULTS = {"steps": 180, "image_size": 32}
 CUDA_DEFAULTS = {"steps": 1000, "image_size": 64}
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 # torch.compile's modes (torch._inductor.list_mode_options() in torch 2.13); checked here so a
