@@ -73,26 +73,16 @@ class Registry:
         default_factory=lambda: {kind: {} for kind in SPEC_KINDS})
     broken: list[tuple[str, str]] = field(default_factory=list)  # (plugin or dist, reason)
 
+    def specs(self, kind: str) -> dict:
+        """name -> spec for one kind."""
+        return {n: e.spec for n, e in self.entries[kind].items()}
+
     # Convenience views: name -> spec.
-    @property
-    def architectures(self) -> dict:
-        return {n: e.spec for n, e in self.entries["architecture"].items()}
-
-    @property
-    def losses(self) -> dict:
-        return {n: e.spec for n, e in self.entries["loss"].items()}
-
-    @property
-    def attention(self) -> dict:
-        return {n: e.spec for n, e in self.entries["attention"].items()}
-
-    @property
-    def metrics(self) -> dict:
-        return {n: e.spec for n, e in self.entries["metric"].items()}
-
-    @property
-    def datasets(self) -> dict:
-        return {n: e.spec for n, e in self.entries["dataset"].items()}
+    architectures = property(lambda self: self.specs("architecture"))
+    losses = property(lambda self: self.specs("loss"))
+    attention = property(lambda self: self.specs("attention"))
+    metrics = property(lambda self: self.specs("metric"))
+    datasets = property(lambda self: self.specs("dataset"))
 
     def kind_of(self, name: str) -> Optional[str]:
         """The kind a plugin name belongs to, or None."""
