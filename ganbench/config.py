@@ -20,7 +20,7 @@ DTYPES = ("fp32", "bf16")
 # CPU and DCGAN ~0.9 s, against ~0.30 s and ~0.18 s at 32x32 (measured 2026-11-28 on the quiet
 # machine). `ganbench run --plugins dcgan,sagan` at 200 steps took 110 s end to end, so the CPU
 # default is 180 steps at 32x32, to stay under two minutes with some margin. That is early
-# training (blurry strokes, fid_digits ~450); about 600 steps give clear 7s and 8s.
+# training (blurry strokes, fid_digits 450-750); about 600 steps give clear 7s and 8s.
 CPU_DEFAULTS = {"steps": 180, "image_size": 32}
 CUDA_DEFAULTS = {"steps": 1000, "image_size": 64}
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
