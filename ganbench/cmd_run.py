@@ -105,7 +105,8 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.runner import RunInterrupted, run as run_all
+    from ganbench.resume import RunInterrupted
+    from ganbench.runner import run as run_all
 
     if args.resume is not None:
         return _resume(args)
@@ -135,7 +136,8 @@ def _resume(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ganbench.errors import ConfigError
-    from ganbench.runner import RunInterrupted, load_run_config, run as run_all
+    from ganbench.resume import RunInterrupted, load_run_config
+    from ganbench.runner import run as run_all
 
     defaults = argparse.ArgumentParser(add_help=False)
     add_arguments(defaults)

@@ -6,20 +6,19 @@ others still run, and the CPU peak-memory figure (peak RSS) belongs to that comb
 The table is rewritten atomically after every row, so an interrupt never loses finished rows.
 
 Interrupts and resume: Ctrl-C and SIGTERM stop the worker and leave the finished rows on disk
-(:class:`RunInterrupted`); each combination checkpoints every ``checkpoint_every`` steps, and
-``run(cfg, resume=True)`` (``ganbench run --resume RUN_DIR``) skips the combinations that
-already have a row and continues an unfinished one from its checkpoint.
+(:class:`ganbench.resume.RunInterrupted`); each combination checkpoints every
+``checkpoint_every`` steps, and ``run(cfg, resume=True)`` (``ganbench run --resume RUN_DIR``)
+skips the combinations that already have a row and continues an unfinished one from its
+checkpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
 import signal
 import sys
-import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -31,15 +30,13 @@ from ganbench.config import RunConfig, resolve
 from ganbench.errors import UserError
 from ganbench.matrix import Combination, build_matrix, check_available
 from ganbench.registry import Registry, get_registry, why_unavailable
-from ganbench.results import (TABLE_JSON, atomic_write_text, summary_markdown, to_frame,
-                              write_table)
+from ganbench.resume import (discard_checkpoint_of, finished_rows, interrupts_reported,
+                             unfinished, verify_checkpoints)
+from ganbench.results import atomic_write_text, summary_markdown, to_frame, write_table
 
 FIXED_NOISE_SEED = 20_000  # the grid's noise: the same z for every combination of a run
 GRID_SIZE = 64
 ATTENTION_SAMPLES = 3
-# A row with one of these statuses is final: --resume keeps it and does not train that
-# combination again. (The "real data" reference row is recomputed at the end instead.)
-FINAL_STATUSES = ("ok", "diverged", "failed", "oom", "crashed")
 
 
 def parse_data(data: str, registry: Registry):
@@ -418,8 +415,9 @@ def run(cfg: RunConfig, echo=print, resume: bool = False) -> tuple[Path, "object
 
     ``resume``: ``cfg`` is an earlier run's config (:func:`load_run_config`); combinations with a
     final row in its results.json keep that row and are not trained again, an unfinished one
-    continues from its checkpoint. Ctrl-C or SIGTERM raise :class:`RunInterrupted` once the
-    worker is stopped; every row finished before is then on disk in a valid table.
+    continues from its checkpoint. Ctrl-C or SIGTERM raise
+    :class:`~ganbench.resume.RunInterrupted` once the worker is stopped; every row finished
+    before is then on disk in a valid table.
     """
     if scaleout.launched_by_torchrun():  # one process per rank: see ganbench/distributed.py
         from ganbench.distributed import run_ranks
@@ -441,14 +439,14 @@ def run(cfg: RunConfig, echo=print, resume: bool = False) -> tuple[Path, "object
     for note in notes:
         echo(f"note: {note}")
     df = to_frame(rows)
-    todo = _unfinished(combos, rows, echo)
+    todo = unfinished(combos, rows, echo)
     work = lambda c: run_one(cfg, c, run_dir, metric_names, resume=resume)  # noqa: E731
     with interrupts_reported(run_dir):
         for combo, row in scaleout.each_finished(todo, work, cfg.jobs):  # --jobs: as they finish
             row["parallel_jobs"] = cfg.jobs  # K > 1: timings were taken while others trained
             rows = scaleout.in_plan_order(rows + [row], combos)
             df = write_table(rows, run_dir)
-            _discard_checkpoint(run_dir, combo)  # only now: its row is safely on disk
+            discard_checkpoint_of(run_dir, combo)  # only now: its row is safely on disk
             if row.get("status") != "ok" and not cfg.quiet:
                 echo(f"{combo.name}: {row.get('status')}: {row.get('error', '')}")
         if metric_names:
@@ -457,105 +455,6 @@ def run(cfg: RunConfig, echo=print, resume: bool = False) -> tuple[Path, "object
     echo(summary_markdown(df))
     echo(f"\nresults: {run_dir}")
     return run_dir, df
-
-
-# ------------------------------------------------------------------------------------------
-# Interrupts and resume
-# ------------------------------------------------------------------------------------------
-class RunInterrupted(KeyboardInterrupt):
-    """The run stopped on Ctrl-C or SIGTERM; the rows finished before are in ``run_dir``.
-
-    ``exit_code`` follows the shell's convention, 128 + signal: 130 for SIGINT, 143 for SIGTERM.
-    """
-
-    def __init__(self, signum: int, run_dir: Optional[Path] = None):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.run_dir = run_dir
-        self.exit_code = 128 + signum
-
-
-@contextlib.contextmanager
-def interrupts_reported(run_dir: Path):
-    """Within the body, SIGTERM (a scheduler's or CI's stop) raises like Ctrl-C does, so one
-    clean shutdown serves both: run_one terminates the worker, the rows already written stay.
-    Either leaves the body as RunInterrupted carrying ``run_dir`` (for the --resume hint).
-    Only the main thread can install handlers; elsewhere SIGTERM keeps its default."""
-    def on_sigterm(signum, frame):
-        raise RunInterrupted(signum, run_dir)
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
-    try:
-        yield
-    except RunInterrupted:
-        raise
-    except KeyboardInterrupt:
-        raise RunInterrupted(signal.SIGINT, run_dir) from None
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
-def _unfinished(combos: list[Combination], rows: list[dict], echo) -> list[Combination]:
-    finished = {row["combo"] for row in rows}
-    for name in sorted(finished):
-        echo(f"{name}: finished before this resume, row kept")
-    return [combo for combo in combos if combo.name not in finished]
-
-
-def load_run_config(run_dir: Path) -> RunConfig:
-    """The RunConfig saved in RUN_DIR/config.json, with ``out`` set to ``run_dir``.
-
-    UserError (one line, naming the file) if the folder or file is missing or unreadable."""
-    run_dir = Path(run_dir)
-    path = run_dir / "config.json"
-    if not run_dir.is_dir():
-        raise UserError(f"--resume {run_dir}: no such run folder")
-    if not path.is_file():
-        raise UserError(f"--resume {run_dir}: no config.json there; is it a folder made by "
-                        "`ganbench run`?")
-    try:
-        saved = json.loads(path.read_text())
-        return dataclasses.replace(RunConfig.from_dict(saved), out=run_dir)
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}")
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        reason = " ".join(str(exc).split())
-        raise UserError(f"cannot read run config {path}: {type(exc).__name__}: {reason}")
-
-
-def finished_rows(run_dir: Path, combos: list[Combination]) -> list[dict]:
-    """Rows of ``combos`` that RUN_DIR/results.json already holds with a final status."""
-    path = Path(run_dir) / TABLE_JSON
-    if not path.exists():
-        return []
-    try:
-        rows = json.loads(path.read_text())["rows"]
-        names = {combo.name for combo in combos}
-        return [row for row in rows
-                if row.get("combo") in names and row.get("status") in FINAL_STATUSES]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise UserError(f"cannot read results table {path} to resume: {type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())}")
-
-
-def verify_checkpoints(run_dir: Path, combos: list[Combination], rows: list[dict]) -> None:
-    """Load every checkpoint an unfinished combination would resume from (CheckpointError if
-    one is damaged), so the user hears about it before any training starts."""
-    from ganbench.checkpoint import checkpoint_path, load_checkpoint
-
-    finished = {row["combo"] for row in rows}
-    for combo in combos:
-        path = checkpoint_path(run_dir, combo.name)
-        if combo.name not in finished and path.exists():
-            load_checkpoint(path)
-
-
-def _discard_checkpoint(run_dir: Path, combo: Combination) -> None:
-    from ganbench.checkpoint import checkpoint_path, discard_checkpoint
-
-    discard_checkpoint(checkpoint_path(run_dir, combo.name))
 
 
 def reference_row(cfg: RunConfig, data, metric_names: list[str]) -> dict:

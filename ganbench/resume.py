@@ -1,0 +1,121 @@
+"""Interrupts and resume: what lets a long sweep stop and continue without losing a row.
+
+Ctrl-C and SIGTERM raise :class:`RunInterrupted` once the worker is stopped (the rows already
+written stay valid on disk); ``ganbench run --resume RUN_DIR`` reloads the run's config, keeps
+the rows with a final status and continues an unfinished combination from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Optional
+
+from ganbench.config import RunConfig
+from ganbench.errors import UserError
+from ganbench.matrix import Combination
+from ganbench.results import TABLE_JSON
+
+# A row with one of these statuses is final: --resume keeps it and does not train that
+# combination again. (The "real data" reference row is recomputed at the end instead.)
+FINAL_STATUSES = ("ok", "diverged", "failed", "oom", "crashed")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run stopped on Ctrl-C or SIGTERM; the rows finished before are in ``run_dir``.
+
+    ``exit_code`` follows the shell's convention, 128 + signal: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, signum: int, run_dir: Optional[Path] = None):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.run_dir = run_dir
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def interrupts_reported(run_dir: Path):
+    """Within the body, SIGTERM (a scheduler's or CI's stop) raises like Ctrl-C does, so one
+    clean shutdown serves both: run_one terminates the worker, the rows already written stay.
+    Either leaves the body as RunInterrupted carrying ``run_dir`` (for the --resume hint).
+    Only the main thread can install handlers; elsewhere SIGTERM keeps its default."""
+    def on_sigterm(signum, frame):
+        raise RunInterrupted(signum, run_dir)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise RunInterrupted(signal.SIGINT, run_dir) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def unfinished(combos: list[Combination], rows: list[dict], echo) -> list[Combination]:
+    finished = {row["combo"] for row in rows}
+    for name in sorted(finished):
+        echo(f"{name}: finished before this resume, row kept")
+    return [combo for combo in combos if combo.name not in finished]
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The RunConfig saved in RUN_DIR/config.json, with ``out`` set to ``run_dir``.
+
+    UserError (one line, naming the file) if the folder or file is missing or unreadable."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise UserError(f"--resume {run_dir}: no such run folder")
+    if not path.is_file():
+        raise UserError(f"--resume {run_dir}: no config.json there; is it a folder made by "
+                        "`ganbench run`?")
+    try:
+        saved = json.loads(path.read_text())
+        return dataclasses.replace(RunConfig.from_dict(saved), out=run_dir)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise UserError(f"cannot read run config {path}: {type(exc).__name__}: {reason}")
+
+
+def finished_rows(run_dir: Path, combos: list[Combination]) -> list[dict]:
+    """Rows of ``combos`` that RUN_DIR/results.json already holds with a final status."""
+    path = Path(run_dir) / TABLE_JSON
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        names = {combo.name for combo in combos}
+        return [row for row in rows
+                if row.get("combo") in names and row.get("status") in FINAL_STATUSES]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UserError(f"cannot read results table {path} to resume: {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())}")
+
+
+def verify_checkpoints(run_dir: Path, combos: list[Combination], rows: list[dict]) -> None:
+    """Load every checkpoint an unfinished combination would resume from (CheckpointError if
+    one is damaged), so the user hears about it before any training starts."""
+    from ganbench.checkpoint import checkpoint_path, load_checkpoint
+
+    finished = {row["combo"] for row in rows}
+    for combo in combos:
+        path = checkpoint_path(run_dir, combo.name)
+        if combo.name not in finished and path.exists():
+            load_checkpoint(path)
+
+
+def discard_checkpoint_of(run_dir: Path, combo: Combination) -> None:
+    from ganbench.checkpoint import checkpoint_path, discard_checkpoint
+
+    discard_checkpoint(checkpoint_path(run_dir, combo.name))
