@@ -54,7 +54,7 @@ def build(request: ModelRequest) -> tuple[nn.Module, nn.Module]:
 def ganbench_register_architectures(register):
     register(ArchitectureSpec(
         name="dcgan",
-        summary="Textbook DCGAN: ConvTranspose/BatchNorm/ReLU generator, Conv/LeakyReLU(0.1) critic",
+        summary="Textbook DCGAN: ConvTranspose/BatchNorm/ReLU generator, Conv/LeakyReLU(0.1) discriminator",
         build=build,
         defaults=DCGAN_DEFAULTS,
         uses_attention=False,
