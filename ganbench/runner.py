@@ -46,6 +46,20 @@ def parse_data(data: str, registry: Registry):
     return spec, (arg if arg else None)
 
 
+def load_data(cfg: RunConfig, registry: Registry):
+    """The run's DigitData from ``--data``; UserError if the source cannot run here or holds
+    fewer training images than one batch."""
+    spec, arg = parse_data(cfg.data, registry)
+    reason = why_unavailable(spec, cfg.device)
+    if reason:
+        raise UserError(f"--data {spec.name} cannot be used here: {reason}")
+    data = spec.load(arg, cfg.digits, cfg.image_size)
+    if cfg.batch_size > len(data.train):
+        raise UserError(f"--batch-size {cfg.batch_size} is larger than the {len(data.train)} "
+                        "training images selected; lower it or select more digits")
+    return data
+
+
 def choose_metrics(cfg: RunConfig, registry: Registry, device: str) -> tuple[list[str], list[str]]:
     """(metric names to run, notes). Default: every metric that can run here."""
     notes = []
@@ -111,11 +125,7 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     loss = registry.losses[combo.loss].factory()
     options = cfg.options.get(combo.attention, {})
     attend = registry.attention[combo.attention].factory(**options) if combo.attention else None
-    spec, arg = parse_data(cfg.data, registry)
-    data = spec.load(arg, cfg.digits, cfg.image_size)
-    if cfg.batch_size > len(data.train):
-        raise UserError(f"--batch-size {cfg.batch_size} is larger than the {len(data.train)} "
-                        "training images selected")
+    data = load_data(cfg, registry)
     defaults = arch.defaults
 
     mem = PeakMemory(device, fresh=fresh_process)
@@ -399,14 +409,7 @@ def plan(cfg: RunConfig):
         if plugin not in kernels:
             raise UserError(f"--option {plugin}.…: {plugin} is not an attention kernel of this "
                             f"run (kernels here: {', '.join(kernels) or 'none'})")
-    spec, arg = parse_data(cfg.data, registry)
-    reason = why_unavailable(spec, cfg.device)
-    if reason:
-        raise UserError(f"--data {spec.name} cannot be used here: {reason}")
-    data = spec.load(arg, cfg.digits, cfg.image_size)  # fail on bad data before any training
-    if cfg.batch_size > len(data.train):
-        raise UserError(f"--batch-size {cfg.batch_size} is larger than the {len(data.train)} "
-                        "training images selected; lower it or select more digits")
+    data = load_data(cfg, registry)  # fail on bad data before any training
     return cfg, combos, notes + metric_notes, metric_names, data
 
 
