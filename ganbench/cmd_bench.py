@@ -29,6 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "images); all: both (default: all on CUDA, textbook on CPU)")
     p.add_argument("--kernels", metavar="NAMES",
                    help="comma-separated attention plugins (default: every available one)")
+    p.add_argument("--option", action="append", default=[], metavar="KERNEL.KEY=VALUE",
+                   help="factory option for one of --kernels, e.g. compile-attn.mode="
+                        "max-autotune (repeatable; VALUE is JSON where it parses, else text)")
+    p.add_argument("--variant", action="append", default=[],
+                   metavar="KERNEL:KEY=VALUE[,KEY=VALUE...]",
+                   help="extra rows for KERNEL built with these options, labelled as written, "
+                        "e.g. triton-attn:backward=atomic (repeatable)")
     p.add_argument("--repeats", type=int, help="timed calls per row (default: 30 CUDA, 5 CPU)")
     p.add_argument("--warmup", type=int, help="untimed calls first (default: 5 CUDA, 2 CPU)")
     p.add_argument("--out", type=Path, help="output folder (default "
@@ -38,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.bench_attention import SHAPE_SETS, run_benchmark, to_markdown, write_outputs
-    from ganbench.config import resolve_device
+    from ganbench.bench_attention import (SHAPE_SETS, parse_variant, plan_kernels, run_benchmark,
+                                          to_markdown, write_outputs)
+    from ganbench.config import parse_options, resolve_device
     from ganbench.errors import ConfigError
 
     device = resolve_device(args.device)
@@ -51,9 +59,13 @@ def run(args: argparse.Namespace) -> int:
             settings[key] = getattr(args, key)
     if settings["batch"] < 1 or settings["repeats"] < 1 or settings["warmup"] < 0:
         raise ConfigError("--batch and --repeats must be >= 1, --warmup >= 0")
-    kernels = None
+    names = None
     if args.kernels:
-        kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
+        names = [k.strip() for k in args.kernels.split(",") if k.strip()]
+    # Every option and variant is checked here and every factory called in run_benchmark
+    # before the first timing: a typo costs seconds, not a finished table.
+    kernels = plan_kernels(names, parse_options(args.option),
+                           [parse_variant(text) for text in args.variant])
 
     df, skipped = run_benchmark(device, settings["dtype"], settings["batch"],
                                 SHAPE_SETS[settings["shapes"]], kernels=kernels,

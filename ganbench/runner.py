@@ -409,6 +409,11 @@ def plan(cfg: RunConfig):
         if plugin not in kernels:
             raise UserError(f"--option {plugin}.…: {plugin} is not an attention kernel of this "
                             f"run (kernels here: {', '.join(kernels) or 'none'})")
+        try:  # build the kernel once so a bad option fails here, not in every worker
+            registry.attention[plugin].factory(**cfg.options[plugin])
+        except (TypeError, ValueError) as exc:
+            keys = ", ".join(f"{plugin}.{key}" for key in cfg.options[plugin])
+            raise UserError(f"--option {keys}: {plugin} rejects it: {exc}") from None
     data = load_data(cfg, registry)  # fail on bad data before any training
     return cfg, combos, notes + metric_notes, metric_names, data
 

@@ -99,10 +99,17 @@ def _compile_why_unavailable(device: str) -> Optional[str]:
 # ------------------------------------------------------------------------------------------
 # triton-attn: the fused kernel in kernels/attention/triton_attn.py
 # ------------------------------------------------------------------------------------------
-def _triton_factory():
-    from ganbench.kernels.attention.triton_attn import attend_triton
+def _triton_factory(backward: str = "two-kernel"):
+    """attend_triton with dQ computed by ``backward``: "two-kernel" (deterministic) or "atomic"
+    (one pass over the scores, FlashAttention-2 style; see kernels/attention/triton_attn.py)."""
+    import functools
 
-    return attend_triton
+    from ganbench.kernels.attention.triton_attn import attend_triton, check_backward
+
+    check_backward(backward)  # a bad value fails when the kernel is built, not mid-run
+    if backward == "two-kernel":
+        return attend_triton
+    return functools.partial(attend_triton, backward=backward)
 
 
 def _triton_why_unavailable(device: str) -> Optional[str]:
@@ -130,6 +137,7 @@ def ganbench_register_attention(register):
         why_unavailable=_compile_why_unavailable))
     register(AttentionSpec(
         name="triton-attn",
-        summary="fused Triton kernel: online softmax, recomputing backward, no N x N memory",
+        summary="fused Triton kernel: online softmax, recomputing backward, no N x N memory; "
+                "factory(backward='two-kernel'|'atomic')",
         factory=_triton_factory,
         why_unavailable=_triton_why_unavailable))

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# One prepared GPU check, run on a bare GPU machine in one call (budget: ~6 minutes).
+# One prepared GPU check, run on a bare GPU machine in one call (default limits: ~6 minutes).
 #
 #   OUT=/some/folder bash scripts/gpu_check.sh
 #
+# In order of what the next decision needs most (kernels/attention/NOTES.md):
 # 1. installs ganbench from this checkout without network (the GPU image already has torch,
 #    triton, pluggy, pandas, matplotlib, pillow, tqdm, tabulate, pytest, pytest-benchmark);
-# 2. runs the kernel and attention-plugin tests on CUDA;
-# 3. runs `ganbench bench attention` (bf16 and fp32) over the textbook shapes and N=4096;
-# 4. trains a short SAGAN with each attention kernel (and DCGAN) at 64x64, batch 64;
+# 2. says which arithmetic triton-attn's fp32 path uses (fp32-precision.txt);
+# 3. runs the kernel and attention-plugin tests on CUDA (kernel-tests.txt, whole);
+# 4. runs `ganbench bench attention` in bf16 over the textbook shapes and N=4096, both
+#    triton-attn backwards, per-call and CUDA-graph times, accuracy columns;
+# 5. profiles triton-attn's kernels at N=4096 with Nsight Compute (ncu-attention.txt);
+# 6. trains a short DCGAN and SAGAN with each attention kernel at 64x64, batch 64, bf16;
 # and writes everything under $OUT (a log, the tables, one tar.gz of the run folders).
 # Each step has its own timeout so one hang cannot eat the whole lease.
 # GPU_CHECK_DEVICE=cpu runs a tiny version of the same steps on the CPU (to test the script).
 set -u
 # Per-step time limits (seconds) and the training length, overridable for a short lease.
-T_TESTS=${T_TESTS:-240} T_BENCH=${T_BENCH:-90} T_TRAIN=${T_TRAIN:-150} T_FP32=${T_FP32:-60}
-STEPS=${STEPS:-300}
+T_DIAG=${T_DIAG:-40} T_TESTS=${T_TESTS:-90} T_BENCH=${T_BENCH:-90} T_PROF=${T_PROF:-45}
+T_TRAIN=${T_TRAIN:-100} T_FP32=${T_FP32:-0}
+STEPS=${STEPS:-150}
 OUT=${OUT:-/tmp/gpu-check}
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 mkdir -p "$OUT/work"
@@ -34,13 +39,20 @@ fi
 $PY -c "import ganbench, ganbench.kernels.attention.triton_attn as t; print('ganbench', ganbench.__version__)" 2>&1 | tee -a "$LOG"
 
 if [ "$DEVICE" = cuda ]; then
+  step "fp32 arithmetic of triton-attn"
+  timeout $T_DIAG $PY -m ganbench.kernels.attention.precision --device cuda 2>&1 \
+      | tee "$OUT/fp32-precision.txt" | tee -a "$LOG"
   step "kernel tests on CUDA"
+  # 8 pytest workers compile the kernels' many shape specialisations in parallel (16 cores).
+  PAR=""; $PY -c "import xdist" 2>/dev/null && PAR="-n 8"
   timeout $T_TESTS $PY -m pytest -q -p no:cacheprovider tests/kernels tests/plugins/test_attention_plugins.py \
-      -m cuda --tb=line -rf > "$OUT/kernel-tests.txt" 2>&1; tail -40 "$OUT/kernel-tests.txt" | tee -a "$LOG"
-  BENCH_ARGS="--shapes all"
-  RUN_ARGS="--steps $STEPS --image-size 64 --batch-size 64 --eval-n 2000"
+      -m cuda --tb=line -rf $PAR > "$OUT/kernel-tests.txt" 2>&1; tail -40 "$OUT/kernel-tests.txt" | tee -a "$LOG"
+  BENCH_ARGS="--shapes all --variant triton-attn:backward=atomic"
+  RUN_ARGS="--steps $STEPS --image-size 64 --batch-size 64 --eval-n 2000 --dtype bf16"
   KERNELS=${KERNELS:-"eager-attn,sdpa-attn,compile-attn,triton-attn"}
 else
+  step "fp32 arithmetic of triton-attn (CPU, interpreter)"
+  TRITON_INTERPRET=1 $PY -m ganbench.kernels.attention.precision --device cpu 2>&1 | tee -a "$LOG"
   step "kernel tests (CPU, interpreter)"
   TRITON_INTERPRET=1 timeout 150 $PY -m pytest -q -p no:cacheprovider tests/kernels -k "not cuda" -x 2>&1 | tail -3 | tee -a "$LOG"
   BENCH_ARGS="--quick --shapes textbook"
@@ -51,6 +63,20 @@ fi
 step "attention benchmark bf16"
 timeout $T_BENCH $PY -m ganbench bench attention --device "$DEVICE" --dtype bf16 $BENCH_ARGS \
     --out "$OUT/work/bench-bf16" 2>&1 | tail -30 | tee -a "$LOG"
+
+step "Nsight Compute profile of triton-attn, N=4096"
+if [ "$DEVICE" = cuda ] && command -v ncu >/dev/null; then
+  # Only the launches between cudaProfilerStart/Stop (one fwd+bwd per backward variant, after
+  # warm-up); --clock-control none: leave the card's clocks as found (ran here on 2026-11-04).
+  timeout $T_PROF ncu --profile-from-start off --clock-control none --nvtx --print-summary none \
+      --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      --section Occupancy --section LaunchStats --section WarpStateStats \
+      $PY scripts/profile_attention.py --N 4096 --dqk 8 --dv 64 --batch 64 \
+      > "$OUT/ncu-attention.txt" 2>&1; grep -E "backward=|_kernel|Duration|Throughput|Registers|Achieved Occupancy" \
+      "$OUT/ncu-attention.txt" | head -60 | tee -a "$LOG"
+else
+  echo "skipped: needs CUDA and ncu" | tee -a "$LOG"
+fi
 
 step "training: dcgan and sagan with each kernel"
 timeout $T_TRAIN $PY -m ganbench run --plugins "dcgan,sagan,$KERNELS" --device "$DEVICE" $RUN_ARGS \

@@ -2,7 +2,8 @@
 
 Every attention kernel in ganbench (``eager-attn``, ``sdpa-attn``, ``compile-attn``,
 ``triton-attn``, third-party ones) is tested against :func:`attend_reference`, forward and all
-three gradients. The cost helpers feed the benchmark's TFLOP/s and GB/s columns.
+three gradients. The cost helpers (FLOPs, bytes, exponentials) feed the benchmark's TFLOP/s,
+GB/s and roofline columns.
 """
 
 from __future__ import annotations
@@ -89,3 +90,23 @@ def attention_min_bytes(B: int, N: int, Dqk: int, Dv: int, element_size: int,
     forward = element_size * B * N * (2 * Dqk + 2 * Dv)
     backward_extra = element_size * B * N * (4 * Dqk + 4 * Dv)
     return float(forward + (backward_extra if backward else 0))
+
+
+def attention_exps(B: int, N: int, backward: bool = False) -> float:
+    """The fewest exponentials one call computes (forward, or forward + backward).
+
+    The softmax needs ``exp(S_ij - m_i)`` for each of the B*N*N scores: ``B*N*N`` forward. The
+    backward needs P again (dV = P^T dO, dS = P * (dP - delta)); a kernel that does not store
+    the N x N matrix P (a fused, FlashAttention-style kernel, the only kind this cost model
+    describes: see :func:`attention_min_bytes`) must recompute it at least once, another
+    ``B*N*N``, so ``backward=True`` returns ``2*B*N*N``. More is common: a backward that computes
+    dK, dV and dQ in two passes over the scores recomputes P twice (3*B*N*N in all). An eager
+    kernel that stores P does no backward exps, but pays N x N memory traffic instead.
+
+    The exps run on the special-function units, whose rate is far below the tensor cores'
+    (FlashAttention-3, Shah et al. 2024, sec. 3): when Dqk + Dv is small they, not the
+    matmuls, bound the kernel. A kernel computing some exps with FMA polynomials instead of
+    those units is not bound by this count.
+    """
+    forward = float(B * N * N)
+    return 2.0 * forward if backward else forward

@@ -5,10 +5,19 @@ matrix is never stored, forward or backward (FlashAttention-2, Dao 2023):
 
 * forward: each program owns a block of query rows and one chunk of Dv columns, streams over
   key blocks with an online softmax, and writes O plus the row's log-sum-exp (LSE);
-* backward: with ``delta_i = dO_i . O_i`` precomputed, P is recomputed tile by tile from q, k and
-  the LSE (``P_ij = exp(q_i . k_j - LSE_i)``), then ``dV = P^T dO``, ``dP = dO V^T``,
-  ``dS = P * (dP - delta)``, ``dK = dS^T Q`` (one kernel, over key blocks) and ``dQ = dS K`` (one
-  kernel, over query blocks; no atomics, so results are deterministic).
+* backward: P is recomputed tile by tile from q, k and the LSE (``P_ij = exp(q_i . k_j -
+  LSE_i)``), and ``dV = P^T dO``, ``dP = dO V^T``, ``dS = P * (dP - delta)`` with
+  ``delta_i = dO_i . O_i``, ``dK = dS^T Q`` in one kernel over key blocks.
+  ``dQ = dS K`` is computed one of two ways (``backward=``):
+
+  - ``"two-kernel"`` (default): a second kernel over query blocks recomputes P and dP. No
+    atomics, so results are bitwise deterministic; but P (an exp per score) and the Dv-wide
+    dP = dO V^T are computed twice.
+  - ``"atomic"``: the key-block kernel also adds its ``dS K`` share into an fp32 dQ buffer with
+    atomic adds, as FlashAttention-2's backward does. One pass over the N x N tiles instead of
+    two: 2 exponentials per score for forward + backward instead of 3, and one dP instead of
+    two. The cost is B * N * N * Dqk / BLOCK_N atomic adds (small: Dqk is C/8) and run-to-run
+    differences in dQ at the level of fp32 rounding (the adds land in any order).
 
 Precision: every tl.dot accumulates in fp32. Operands are rounded to the input dtype first, so
 fp16/bf16 inputs run 16-bit tensor-core dots on a GPU (P and dS are rounded to 16 bits, as in
@@ -130,17 +139,21 @@ def _fwd_kernel(Q, K, V, O, LSE,
 
 
 @triton.jit
-def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV_OUT,
+def _bwd_dkdv_kernel(Q, K, V, O, DO, LSE, DK, DV_OUT, DQ_ACC,
                      stride_qb, stride_qn, stride_qd,
                      stride_kb, stride_kn, stride_kd,
                      stride_vb, stride_vn, stride_vd,
                      stride_dob, stride_don, stride_dod,
                      N, DQK, DV,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                     BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr):
+                     BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr,
+                     ATOMIC_DQ: tl.constexpr):
     # grid: (key blocks, Dv chunks, batch). Program (j, c) writes dV[j-block, c-chunk]; the c == 0
     # program also writes dK[j-block], which needs dP = dO V^T contracted over ALL of Dv, so it
-    # loops over every Dv chunk for dP. dK/dV are allocated contiguous by the host.
+    # loops over every Dv chunk for dP, and delta_i = dO_i . O_i from the same dO chunks (delta
+    # is recomputed per key block rather than by a separate launch: see _backward). With
+    # ATOMIC_DQ it also adds dS[:, j-block] K[j-block] into the fp32 DQ_ACC. O, dK, dV and DQ_ACC
+    # are contiguous (allocated by this module).
     pid_n = tl.program_id(0)
     pid_v = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -170,6 +183,7 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV_OUT,
         dv += _dot(pT, doc, DT, UPCAST)                                     # dV = P^T dO
         if pid_v == 0:
             dpT = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
+            delta = tl.zeros([BLOCK_M], tl.float32)
             for start_v in range(0, DV, BLOCK_DV):  # dP^T = V dO^T over all of Dv, chunk by chunk
                 offs_c = start_v + tl.arange(0, BLOCK_DV)
                 c_ok = offs_c < DV
@@ -178,10 +192,16 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV_OUT,
                 doT = tl.load(DO + b * stride_dob + offs_m[None, :] * stride_don + offs_c[:, None] * stride_dod,
                               mask=c_ok[:, None] & m_ok[None, :], other=0.0)  # (BLOCK_DV, BLOCK_M)
                 dpT += _dot(vc, doT, DT, UPCAST)
-            delta = tl.load(DELTA + b * N + offs_m, mask=m_ok, other=0.0)
+                oT = tl.load(O + b * N * DV + offs_m[None, :] * DV + offs_c[:, None],
+                             mask=c_ok[:, None] & m_ok[None, :], other=0.0)  # O is contiguous
+                delta += tl.sum(oT.to(tl.float32) * doT.to(tl.float32), 0)  # dO_i . O_i
             dsT = pT * (dpT - delta[None, :])                                # dS^T
             q = tl.trans(qT)                                                 # (BLOCK_M, BLOCK_DQK)
             dk += _dot(dsT, q, DT, UPCAST)                                   # dK = dS^T Q
+            if ATOMIC_DQ:  # this key block's share of dQ = dS K; "relaxed": only the sum matters
+                dq = _dot(tl.trans(dsT), k, DT, UPCAST)                      # (BLOCK_M, BLOCK_DQK)
+                tl.atomic_add(DQ_ACC + b * N * DQK + offs_m[:, None] * DQK + offs_d[None, :], dq,
+                              mask=m_ok[:, None] & d_ok[None, :], sem="relaxed")
 
     dv_ptrs = DV_OUT + b * N * DV + offs_n[:, None] * DV + offs_v[None, :]
     tl.store(dv_ptrs, dv.to(DV_OUT.dtype.element_ty), mask=n_ok[:, None] & v_ok[None, :])
@@ -191,7 +211,7 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV_OUT,
 
 
 @triton.jit
-def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ,
+def _bwd_dq_kernel(Q, K, V, O, DO, LSE, DQ,
                    stride_qb, stride_qn, stride_qd,
                    stride_kb, stride_kn, stride_kd,
                    stride_vb, stride_vn, stride_vd,
@@ -212,7 +232,14 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ,
     q = tl.load(Q + b * stride_qb + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
                 mask=m_ok[:, None] & d_ok[None, :], other=0.0)              # (BLOCK_M, BLOCK_DQK)
     lse = tl.load(LSE + b * N + offs_m, mask=m_ok, other=0.0)
-    delta = tl.load(DELTA + b * N + offs_m, mask=m_ok, other=0.0)
+    delta = tl.zeros([BLOCK_M], tl.float32)  # delta_i = dO_i . O_i, once per query block
+    for start_v in range(0, DV, BLOCK_DV):
+        offs_c = start_v + tl.arange(0, BLOCK_DV)
+        ok = m_ok[:, None] & (offs_c < DV)[None, :]
+        o = tl.load(O + b * N * DV + offs_m[:, None] * DV + offs_c[None, :], mask=ok, other=0.0)
+        doc = tl.load(DO + b * stride_dob + offs_m[:, None] * stride_don + offs_c[None, :] * stride_dod,
+                      mask=ok, other=0.0)
+        delta += tl.sum(o.to(tl.float32) * doc.to(tl.float32), 1)
     dq = tl.zeros([BLOCK_M, BLOCK_DQK], tl.float32)
     for start_n in range(0, N, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -304,14 +331,27 @@ def _forward(q, k, v):
     return o, lse
 
 
-def _backward(q, k, v, o, lse, do):
-    """Launch the backward: returns dq, dk, dv (contiguous, in the inputs' dtype)."""
+BACKWARDS = ("two-kernel", "atomic")  # how dQ is computed: see the module docstring
+
+
+def _backward(q, k, v, o, lse, do, backward: str = "two-kernel"):
+    """Launch the backward: returns dq, dk, dv (contiguous, in the inputs' dtype).
+
+    Launch count matters more than arithmetic at SAGAN's sizes: on the H100 every kernel,
+    eager and cuDNN included, took 0.24-0.83 ms per fwd+bwd at N <= 1024, batch 64, where the
+    arithmetic and memory floors are 2-34 us (results/gpu-h100-80gb/README.md, kernels/
+    attention/NOTES.md). So delta = rowsum(dO * O) is computed inside the kernels that use it
+    (FlashAttention-2 spends a launch on it) and the whole backward is two launches
+    ("two-kernel") or one plus a zero-fill ("atomic").
+    """
     B, N, Dqk = q.shape
     Dv = v.shape[-1]
     cfg = _config(N, Dqk, Dv)
-    # delta_i = sum_j P_ij dP_ij = dO_i . O_i: (B, N) fp32, a tiny elementwise pass
-    delta = (do.float() * o.float()).sum(-1).contiguous()
-    dq = torch.empty((B, N, Dqk), device=q.device, dtype=q.dtype)
+    atomic = backward == "atomic"
+    # atomic: dQ is summed over key blocks in fp32 (16-bit partial sums would lose bits), then
+    # rounded once to q's dtype.
+    dq = (torch.zeros((B, N, Dqk), device=q.device, dtype=torch.float32) if atomic
+          else torch.empty((B, N, Dqk), device=q.device, dtype=q.dtype))
     dk = torch.empty((B, N, Dqk), device=k.device, dtype=k.dtype)
     dv = torch.empty((B, N, Dv), device=v.device, dtype=v.dtype)
     strides = (*q.stride(), *k.stride(), *v.stride(), *do.stride())
@@ -319,17 +359,21 @@ def _backward(q, k, v, o, lse, do):
                 BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, num_warps=cfg["BWD_WARPS"],
                 num_stages=2)
     grid = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(Dv, cfg["BLOCK_DV"]), B)
-    _bwd_dkdv_kernel[grid](q, k, v, do, lse, delta, dk, dv, *strides, N, Dqk, Dv, **meta)
+    _bwd_dkdv_kernel[grid](q, k, v, o, do, lse, dk, dv, dq, *strides, N, Dqk, Dv,
+                           ATOMIC_DQ=atomic, **meta)
+    if atomic:
+        return dq.to(q.dtype), dk, dv  # no copy for fp32
     grid = (triton.cdiv(N, cfg["BWD_BLOCK_M"]), B)
-    _bwd_dq_kernel[grid](q, k, v, do, lse, delta, dq, *strides, N, Dqk, Dv, **meta)
+    _bwd_dq_kernel[grid](q, k, v, o, do, lse, dq, *strides, N, Dqk, Dv, **meta)
     return dq, dk, dv
 
 
 class _TritonAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v):
-        o, lse = _forward(q, k, v)
+    def forward(ctx, q, k, v, backward):
+        o, lse = _forward(q, k, v)  # o is contiguous: the backward kernels index it so
         ctx.save_for_backward(q, k, v, o, lse)  # O(B*N*D): no N x N tensor is kept
+        ctx.backward_mode = backward
         return o
 
     @staticmethod
@@ -338,16 +382,26 @@ class _TritonAttention(torch.autograd.Function):
         # Double backward (e.g. a WGAN-GP penalty through D) is not implemented: raise rather
         # than silently drop the second-order terms.
         q, k, v, o, lse = ctx.saved_tensors
-        return _backward(q, k, v, o, lse, do)
+        return (*_backward(q, k, v, o, lse, do, ctx.backward_mode), None)
 
 
-def attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def check_backward(backward: str) -> str:
+    """``backward`` if it names a backward of this module, else ValueError listing them."""
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {', '.join(BACKWARDS)}; got {backward!r}")
+    return backward
+
+
+def attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                  backward: str = "two-kernel") -> torch.Tensor:
     """softmax(q @ k^T) @ v without a 1/sqrt(d) scale, fused; differentiable in q, k and v.
 
     q, k: (B, N, Dqk), v: (B, N, Dv); one dtype among fp32, fp16, bf16 (fp32 accumulation);
     any strides; any N >= 1; Dqk <= 256; any Dv. Returns a contiguous (B, N, Dv) tensor in v's
     dtype. Runs on CUDA, or on the CPU under ``TRITON_INTERPRET=1`` (see
     :func:`why_triton_unavailable`). Memory: O(B * N * (Dqk + Dv)), never O(N^2).
+    ``backward`` picks how dQ is computed, "two-kernel" (deterministic) or "atomic" (one pass
+    over the scores; dQ varies between runs at fp32 rounding level): see the module docstring.
     """
     _check_inputs(q, k, v)
-    return _TritonAttention.apply(q, k, v)
+    return _TritonAttention.apply(q, k, v, check_backward(backward))

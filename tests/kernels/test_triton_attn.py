@@ -6,6 +6,8 @@ Batch sizes are 1-2 so the interpreter stays fast (the whole file takes well und
 on 2 cores); batch only multiplies the grid, and B=2 checks the batch stride.
 """
 
+import functools
+
 import pytest
 import torch
 
@@ -68,6 +70,43 @@ def test_forward_and_gradients_match_reference(shape, dtype, atol, rtol, device,
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype, atol, rtol", [TOLERANCES[0], TOLERANCES[2]], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
+def test_atomic_backward_matches_reference(shape, dtype, atol, rtol, device, make_inputs,
+                                           float64_reference, output_and_grads,
+                                           skip_unless_runnable):
+    """backward="atomic": dQ summed over key blocks with atomic adds, at the same tolerances.
+
+    Its dk, dv and forward are the default's code; what differs is dQ's accumulation (an fp32
+    buffer zeroed by the delta kernel, one rounding to the input dtype at the end). fp32 and
+    bf16 bound the two roundings; fp16 takes the bf16 path with a smaller unit.
+    """
+    skip_unless_runnable(device)
+    q, k, v, do = make_inputs(*shape, dtype, device)
+    attend = functools.partial(triton_attn.attend_triton, backward="atomic")
+    o, grads = output_and_grads(attend, q, k, v, do)
+    assert all(g.dtype == dtype and g.shape == t.shape for g, t in zip(grads, (q, k, v)))
+    _check(o, grads, *float64_reference(q, k, v, do), atol, rtol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_two_kernel_backward_is_deterministic(device, make_inputs, output_and_grads,
+                                              skip_unless_runnable):
+    """The default backward uses no atomics: two runs give bitwise-equal gradients."""
+    skip_unless_runnable(device)
+    q, k, v, do = make_inputs(2, 257, 16, 24, torch.float32, device)
+    first = output_and_grads(triton_attn.attend_triton, q, k, v, do)[1]
+    second = output_and_grads(triton_attn.attend_triton, q, k, v, do)[1]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_unknown_backward_is_rejected():
+    q = torch.zeros(1, 4, 8)
+    with pytest.raises(ValueError, match="backward must be one of"):
+        triton_attn.attend_triton(q, q, torch.zeros(1, 4, 16), backward="fast")
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype, atol, rtol", TOLERANCES, ids=TOL_IDS)
 def test_scaled_shape_n4096(dtype, atol, rtol, device, make_inputs, float64_reference,
                             output_and_grads, skip_unless_runnable):
@@ -87,8 +126,10 @@ def test_scaled_shape_n4096(dtype, atol, rtol, device, make_inputs, float64_refe
         o = triton_attn.attend_triton(q, k, v)
         torch.testing.assert_close(o.double(), ref_o, atol=atol, rtol=rtol)
         return
-    o, grads = output_and_grads(triton_attn.attend_triton, q, k, v, do)
-    _check(o, grads, ref_o, ref_grads, atol, rtol)
+    for backward in triton_attn.BACKWARDS:
+        attend = functools.partial(triton_attn.attend_triton, backward=backward)
+        o, grads = output_and_grads(attend, q, k, v, do)
+        _check(o, grads, ref_o, ref_grads, atol, rtol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -155,11 +196,13 @@ def test_never_allocates_n_by_n(device, make_inputs, skip_unless_runnable):
 
     B, N = 1, 512
     q, k, v, do = make_inputs(B, N, 8, 64, torch.float32, device)
-    for attend, should_fit in ((triton_attn.attend_triton, True), (attend_reference, False)):
+    atomic = functools.partial(triton_attn.attend_triton, backward="atomic")
+    for attend, should_fit in ((triton_attn.attend_triton, True), (atomic, True),
+                               (attend_reference, False)):
         leaves = [t.clone().requires_grad_() for t in (q, k, v)]
         with LargestTensor() as mode:
             attend(*leaves).backward(do)
-        assert (mode.largest < N * N) == should_fit, (attend.__name__, mode.largest)
+        assert (mode.largest < N * N) == should_fit, (attend, mode.largest)
 
 
 @pytest.mark.cuda
@@ -217,3 +260,57 @@ def test_rejects_mismatched_inputs():
         triton_attn.attend_triton(q, torch.zeros(1, 5, 8), torch.zeros(1, 4, 16))
     with pytest.raises(TypeError):
         triton_attn.attend_triton(q, q, torch.zeros(1, 4, 16, dtype=torch.float64))
+
+
+class _CountLaunches:
+    """Stands in for a @triton.jit kernel: counts ``kernel[grid](...)`` launches, then runs it."""
+
+    def __init__(self, kernel, counts):
+        self.kernel, self.counts = kernel, counts
+
+    def __getitem__(self, grid):
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        def launch(*args, **kwargs):
+            self.counts.append(grid)
+            with _disable_current_modes():  # the interpreter's own tensor copies are not launches
+                return self.kernel[grid](*args, **kwargs)
+        return launch
+
+
+@pytest.mark.parametrize("backward, bwd_triton, bwd_torch", [
+    ("two-kernel", 2, []), ("atomic", 1, ["zeros"])])
+def test_launches_per_forward_and_backward(backward, bwd_triton, bwd_torch, monkeypatch,
+                                           make_inputs, skip_unless_runnable):
+    """At SAGAN's sizes the call is launch-bound (NOTES.md), so the launch count is a contract:
+    forward 1 Triton kernel; backward 2 ("two-kernel") or 1 plus a zero-fill ("atomic"), fp32.
+
+    Torch ops that only allocate or reshape (empty, views) launch nothing and are not counted.
+    """
+    skip_unless_runnable("cpu")
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class TorchOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if not (name.startswith("empty") or func.is_view or name in ("detach", "alias")):
+                self.names.append(name)
+            return func(*args, **(kwargs or {}))
+
+    triton_launches = []
+    for name in ("_fwd_kernel", "_bwd_dkdv_kernel", "_bwd_dq_kernel"):
+        monkeypatch.setattr(triton_attn, name,
+                            _CountLaunches(getattr(triton_attn, name), triton_launches))
+    q, k, v, do = make_inputs(1, 40, 8, 24, torch.float32, "cpu")
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    with TorchOps() as ops:
+        o = triton_attn.attend_triton(*leaves, backward=backward)
+    assert (len(triton_launches), ops.names) == (1, [])
+    with TorchOps() as ops:
+        torch.autograd.grad(o, leaves, do)
+    assert len(triton_launches) == 1 + bwd_triton
+    assert ops.names == bwd_torch, ops.names

@@ -90,9 +90,18 @@ def test_compile_plugin_matches_reference(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype, atol, rtol", TOLERANCES, ids=TOL_IDS)
-def test_triton_plugin_matches_reference(dtype, atol, rtol, device):
+@pytest.mark.parametrize("backward", ["two-kernel", "atomic"])
+def test_triton_plugin_matches_reference(backward, dtype, atol, rtol, device):
     spec = _runnable("triton-attn", device)  # on a CPU: only under TRITON_INTERPRET=1
-    _check_against_reference(spec.factory(), *_inputs(2, 63, 8, 24, dtype, device), atol, rtol)
+    _check_against_reference(spec.factory(backward=backward),
+                             *_inputs(2, 63, 8, 24, dtype, device), atol, rtol)
+
+
+def test_triton_factory_rejects_an_unknown_backward():
+    if SPECS["triton-attn"].why_unavailable("cpu") is not None and not torch.cuda.is_available():
+        pytest.skip("triton-attn cannot be imported here")
+    with pytest.raises(ValueError, match="backward must be one of two-kernel, atomic"):
+        SPECS["triton-attn"].factory(backward="fast")
 
 
 def test_sdpa_uses_scale_one_not_the_default():

@@ -21,14 +21,14 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ATOL, RTOL = 1e-4, 1e-4
 
 
-def one_step(kernel: str):
+def one_step(kernel: str, **options):
     """D step and G step of SAGAN at 32x32 (attention at N = 64, 256 in G; 64, 16 in D)."""
     spec = get_registry().attention[kernel]
     reason = why_unavailable(spec, DEVICE)
     if reason:
         pytest.skip(f"{kernel}: {reason}")
     torch.manual_seed(0)
-    G, D = sagan.build(ModelRequest(32, 20, attend=spec.factory()))
+    G, D = sagan.build(ModelRequest(32, 20, attend=spec.factory(**options)))
     G, D = G.to(DEVICE), D.to(DEVICE)
     for m in list(G.modules()) + list(D.modules()):
         if isinstance(m, sagan.SelfAttention):
@@ -47,10 +47,12 @@ def one_step(kernel: str):
     return d_loss.detach(), g_loss.detach(), d_grads, g_grads
 
 
-@pytest.mark.parametrize("kernel", ["sdpa-attn", "triton-attn"])
-def test_training_step_matches_eager(kernel):
+@pytest.mark.parametrize("kernel, options", [
+    ("sdpa-attn", {}), ("triton-attn", {}), ("triton-attn", {"backward": "atomic"})],
+    ids=["sdpa-attn", "triton-attn", "triton-attn-atomic"])
+def test_training_step_matches_eager(kernel, options):
     ref = one_step("eager-attn")
-    out = one_step(kernel)
+    out = one_step(kernel, **options)
     torch.testing.assert_close(out[0], ref[0], atol=ATOL, rtol=RTOL)
     torch.testing.assert_close(out[1], ref[1], atol=ATOL, rtol=RTOL)
     for got, want in ((out[2], ref[2]), (out[3], ref[3])):

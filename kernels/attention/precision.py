@@ -1,0 +1,118 @@
+"""Which arithmetic did a kernel's fp32 path really use? A diagnosis for fp32 mismatches.
+
+On the H100 (2026-11-28) triton-attn's fp32 tests failed at every shape with N > 1 while fp16
+and bf16 passed (results/gpu-h100-80gb/README.md). One reading: a tl.dot ran on TF32 operands
+(10-bit mantissa, relative rounding 2^-11 ~ 4.9e-4) although the kernel asks for "ieee". That
+N = 1 passed says the P @ V and P^T dO dots were exact there (P = 1, so a TF32 V would be off
+by up to 4.9e-4), which leaves the q . k dots, whose result a one-key softmax ignores.
+
+This module tests that reading directly. It runs the kernel's forward in fp32 on random inputs
+and compares the output with float64 references that differ only in how operands are rounded
+before each product:
+
+* ``ieee``: nothing rounded (what the kernel promises);
+* ``tf32-qk``: q and k rounded to TF32 before S = q k^T, the rest exact;
+* ``tf32-all``: q, k, v and P rounded to TF32 before both products (what TF32 everywhere does);
+
+each with round-to-nearest (``rn``, as ``cvt.rna.tf32.f32``) and truncation (``rz``, what a
+tensor core does with fp32 bits it ignores). The kernel's error against the hypothesis it
+implements is at fp32 level (~1e-7 relative); against the others it is ~1e-4 or more, so the
+smallest error names the arithmetic. Scores are scaled up (std 4) so TF32 rounding of q and k
+moves the softmax visibly.
+
+Run: ``python -m ganbench.kernels.attention.precision --device cuda [--kernel triton-attn]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+import torch
+
+TF32_MANTISSA_BITS = 10  # fp32 has 23: TF32 keeps the top 10 (and fp32's 8-bit exponent)
+
+
+def round_to_tf32(x: torch.Tensor, mode: str = "rn") -> torch.Tensor:
+    """``x`` (float32) with its mantissa cut to TF32's 10 bits, returned as float32.
+
+    ``rn``: round to nearest, ties away from zero (what ``cvt.rna.tf32.f32`` does); ``rz``:
+    truncate toward zero. Works on the bit pattern: the low 13 mantissa bits are dropped,
+    after adding half of their weight for ``rn`` (a carry into the exponent is the correct
+    rounding up to the next binade). Inf and NaN are not expected here.
+    """
+    if x.dtype != torch.float32:
+        raise TypeError(f"round_to_tf32 takes float32, got {x.dtype}")
+    if mode not in ("rn", "rz"):
+        raise ValueError(f"mode must be 'rn' or 'rz', got {mode!r}")
+    drop = 23 - TF32_MANTISSA_BITS
+    bits = x.contiguous().view(torch.int32)
+    if mode == "rn":
+        bits = bits + (1 << (drop - 1))  # sign-magnitude: adding to the magnitude bits rounds |x|
+    bits = bits & ~((1 << drop) - 1)
+    return bits.view(torch.float32)
+
+
+def _reference(q, k, v, rounding: str, mode: str) -> torch.Tensor:
+    """softmax(q k^T) v in float64 after rounding the operands the hypothesis names."""
+    r = (lambda t: round_to_tf32(t.float(), mode).double()) if rounding != "ieee" else \
+        (lambda t: t.double())
+    exact = lambda t: t.double()  # noqa: E731
+    rq, rk = r(q), r(k)
+    rv, rp = (r, r) if rounding == "tf32-all" else (exact, exact)
+    p = torch.softmax(torch.bmm(rq, rk.transpose(1, 2)), dim=-1)
+    if rounding == "tf32-all":
+        p = round_to_tf32(p.float(), mode).double()
+    return torch.bmm(p, rv(v))
+
+
+HYPOTHESES = [("ieee", "rn"), ("tf32-qk", "rn"), ("tf32-qk", "rz"), ("tf32-all", "rn"),
+              ("tf32-all", "rz")]
+
+
+def diagnose(attend: Callable, device: str, B: int = 2, N: int = 257, Dqk: int = 16,
+             Dv: int = 64, seed: int = 0) -> list[dict]:
+    """Relative error of ``attend``'s fp32 output against each hypothesis, smallest first."""
+    g = torch.Generator().manual_seed(seed)
+    q = (torch.randn(B, N, Dqk, generator=g) * 4 * Dqk ** -0.25).to(device)  # score std 4
+    k = (torch.randn(B, N, Dqk, generator=g) * Dqk ** -0.25).to(device)
+    v = torch.randn(B, N, Dv, generator=g).to(device)
+    with torch.no_grad():
+        o = attend(q, k, v).double()
+    rows = []
+    for rounding, mode in HYPOTHESES:
+        ref = _reference(q, k, v, rounding, mode)
+        err = ((o - ref).norm() / ref.norm()).item()
+        rows.append(dict(hypothesis=rounding if rounding == "ieee" else f"{rounding}-{mode}",
+                         rel_err=err))
+    return sorted(rows, key=lambda r: r["rel_err"])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--kernel", default="triton-attn", help="attention plugin name")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to the kernel's factory")
+    args = p.parse_args(argv)
+    from ganbench.config import parse_options
+    from ganbench.registry import get_registry
+
+    spec = get_registry().attention[args.kernel]
+    reason = spec.why_unavailable(args.device)
+    if reason is not None:
+        print(f"{args.kernel} cannot run on {args.device}: {reason}", file=sys.stderr)
+        return 2
+    options = parse_options([f"{args.kernel}.{o}" for o in args.option]).get(args.kernel, {})
+    rows = diagnose(spec.factory(**options), args.device)
+    print(f"{args.kernel} fp32 forward on {args.device}: relative error against each "
+          "hypothesis (smallest = the arithmetic it used)")
+    for row in rows:
+        print(f"  {row['hypothesis']:<12} {row['rel_err']:.3e}")
+    print(f"verdict: {rows[0]['hypothesis']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Profile target for Nsight Compute: triton-attn forward + backward at one SAGAN shape.
+
+    ncu --profile-from-start off --clock-control none --section SpeedOfLight ... \
+        python scripts/profile_attention.py --N 1024 --dqk 8 --dv 64 --batch 64
+
+Compiles and warms up outside the profiled range, then runs one forward + backward per
+backward variant between cudaProfilerStart/Stop, each inside an NVTX range named after the
+variant, so ncu (with --profile-from-start off) sees only those launches. Without ncu it
+prints the median time of each variant (CUDA events over 20 calls), a quick sanity check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+
+import torch
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--N", type=int, default=1024)
+    p.add_argument("--dqk", type=int, default=8)
+    p.add_argument("--dv", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    args = p.parse_args()
+    from ganbench.kernels.attention.triton_attn import BACKWARDS, attend_triton
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    g = torch.Generator().manual_seed(0)
+    B, N = args.batch, args.N
+    q, k = ((torch.randn(B, N, args.dqk, generator=g) * args.dqk ** -0.25).cuda().to(dtype)
+            for _ in range(2))
+    v, do = (torch.randn(B, N, args.dv, generator=g).cuda().to(dtype) for _ in range(2))
+    leaves = [t.requires_grad_() for t in (q, k, v)]
+
+    def step(backward: str) -> None:
+        o = attend_triton(*leaves, backward=backward)
+        torch.autograd.grad(o, leaves, do)
+
+    variants = {b: functools.partial(step, b) for b in BACKWARDS}
+    for fn in variants.values():  # compile and warm up: not profiled
+        for _ in range(3):
+            fn()
+    torch.cuda.synchronize()
+    for name, fn in variants.items():
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        for _ in range(20):
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        times.sort()
+        print(f"backward={name}: median {times[len(times) // 2]:.3f} ms per fwd+bwd "
+              f"(B={B} N={N} Dqk={args.dqk} Dv={args.dv} {args.dtype})")
+    torch.cuda.cudart().cudaProfilerStart()
+    for name, fn in variants.items():
+        with torch.cuda.nvtx.range(f"backward={name}"):
+            fn()
+    torch.cuda.synchronize()
+    torch.cuda.cudart().cudaProfilerStop()
+
+
+if __name__ == "__main__":
+    main()
