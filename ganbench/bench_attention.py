@@ -654,7 +654,8 @@ def to_markdown(df: pd.DataFrame, header: str = "") -> str:
 def plot_times(df: pd.DataFrame, path: Path) -> None:
     """Grouped bars: median time per kernel for each shape, one panel per pass, log scale.
 
-    Every row with a timing is drawn; a kernel with an inaccurate row says so in the legend."""
+    Every row with a timing is drawn; a kernel with an inaccurate row says so in the legend.
+    Where CUDA-graph replay times exist, each bar carries a black mark at that time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -666,6 +667,7 @@ def plot_times(df: pd.DataFrame, path: Path) -> None:
     inaccurate = set(timed[timed["status"].str.startswith("inaccurate")]["kernel"])
     sites = list(dict.fromkeys(df["site"]))
     width = 0.8 / max(1, len(kernels))
+    drew_graph = False
     for ax, pass_ in zip(axes, PASSES):
         part = timed[timed["pass"] == pass_]
         for i, kernel in enumerate(kernels):
@@ -673,6 +675,14 @@ def plot_times(df: pd.DataFrame, path: Path) -> None:
             xs = [j + i * width for j in range(len(sites))]
             label = kernel + (" (inaccurate)" if kernel in inaccurate else "")
             ax.bar(xs, [times.get(s, np.nan) for s in sites], width, label=label)
+            # CUDA only: the graph-replay time as a black bar inside the per-call one; the gap
+            # between them is host launch overhead.
+            graph = part[part["kernel"] == kernel].set_index("site").get("graph_median_ms")
+            if graph is not None and graph.notna().any():
+                ax.scatter(xs, [graph.get(s, np.nan) for s in sites], marker="_", s=120,
+                           color="black", zorder=3,
+                           label="CUDA-graph replay" if not drew_graph else None)
+                drew_graph = True
         ax.set_xticks([j + width * (len(kernels) - 1) / 2 for j in range(len(sites))])
         ax.set_xticklabels([f"{s}\nN={n}" for s, n in zip(sites, df.drop_duplicates("site")["N"])],
                            fontsize=8)
@@ -684,7 +694,9 @@ def plot_times(df: pd.DataFrame, path: Path) -> None:
     env = df.iloc[0]
     fig.suptitle(f"attention kernels, batch {env['batch']}, {env['dtype']}, {env['device_name']}",
                  fontsize=10)
-    axes[-1].legend(fontsize=8)
+    for ax in axes:  # the graph mark's legend entry may sit on either panel
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

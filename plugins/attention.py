@@ -99,17 +99,19 @@ def _compile_why_unavailable(device: str) -> Optional[str]:
 # ------------------------------------------------------------------------------------------
 # triton-attn: the fused kernel in kernels/attention/triton_attn.py
 # ------------------------------------------------------------------------------------------
-def _triton_factory(backward: str = "two-kernel"):
+def _triton_factory(backward: str = "two-kernel", **tiles):
     """attend_triton with dQ computed by ``backward``: "two-kernel" (deterministic) or "atomic"
-    (one pass over the scores, FlashAttention-2 style; see kernels/attention/triton_attn.py)."""
+    (one pass over the scores, FlashAttention-2 style), and optional tile overrides
+    (``block_n=128``, ``fwd_warps=4``, ...: TILE_CHOICES in kernels/attention/triton_attn.py)."""
     import functools
 
-    from ganbench.kernels.attention.triton_attn import attend_triton, check_backward
+    from ganbench.kernels.attention.triton_attn import attend_triton, check_backward, check_tiles
 
-    check_backward(backward)  # a bad value fails when the kernel is built, not mid-run
-    if backward == "two-kernel":
+    # bad values fail when the kernel is built, not mid-run
+    options = dict(backward=check_backward(backward), tiles=check_tiles(tiles) or None)
+    if options == dict(backward="two-kernel", tiles=None):
         return attend_triton
-    return functools.partial(attend_triton, backward=backward)
+    return functools.partial(attend_triton, **options)
 
 
 def _triton_why_unavailable(device: str) -> Optional[str]:
@@ -138,6 +140,6 @@ def ganbench_register_attention(register):
     register(AttentionSpec(
         name="triton-attn",
         summary="fused Triton kernel: online softmax, recomputing backward, no N x N memory; "
-                "factory(backward='two-kernel'|'atomic')",
+                "factory(backward='two-kernel'|'atomic', block_n=..., fwd_warps=..., ...)",
         factory=_triton_factory,
         why_unavailable=_triton_why_unavailable))

@@ -25,6 +25,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     args = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("profile_attention.py: needs a CUDA device (this profiles GPU kernels)")
     from ganbench.kernels.attention.triton_attn import BACKWARDS, attend_triton
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]

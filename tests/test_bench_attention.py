@@ -253,3 +253,19 @@ def test_cli_writes_csv_json_markdown_and_plot(tmp_path, capsys, monkeypatch):
     assert len(records) == len(csv) and math.isclose(records[0]["flops"], csv["flops"][0])
     assert (tmp_path / "attention-bench.md").read_text().count("| eager-attn") == len(csv)
     assert (tmp_path / "attention-bench.png").stat().st_size > 10_000
+
+
+def test_plot_marks_cuda_graph_times(tmp_path, monkeypatch):
+    """With graph times (CUDA), the plot gains one legend entry for them, whatever the rows."""
+    df, _ = bench.run_benchmark("cpu", "fp32", batch=1, shapes=TINY[:1], kernels=["eager-attn"],
+                                repeats=1, warmup=0, echo=lambda *_: None)
+    df["graph_median_ms"] = df["median_ms"] / 3  # as a CUDA run would fill it
+    import matplotlib.axes
+
+    labels = []
+    real_legend = matplotlib.axes.Axes.legend
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", lambda ax, *a, **k: (
+        labels.extend(ax.get_legend_handles_labels()[1]), real_legend(ax, *a, **k))[1])
+    bench.plot_times(df, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert labels.count("CUDA-graph replay") == 1 and "eager-attn" in labels

@@ -272,7 +272,7 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
 
 
-def _config(N: int, Dqk: int, Dv: int) -> dict:
+def _config(N: int, Dqk: int, Dv: int, tiles: Optional[dict] = None) -> dict:
     """Tile sizes and launch parameters for one shape (constexprs must be powers of two).
 
     * BLOCK_DQK: Dqk padded to a power of two >= 16, because a 16-bit tl.dot on sm_80/sm_90 needs
@@ -288,6 +288,10 @@ def _config(N: int, Dqk: int, Dv: int) -> dict:
       128 x 64 tiles for head dims <= 128 on sm_90).
     * num_stages: 3 for the forward's K/V stream (software pipelining: ~3 x 64 x (16 + 64) x 2 B
       = 31 KB of shared memory), 2 for the backward, which keeps more tiles live.
+
+    These are first guesses, not tuned on a GPU yet. ``tiles`` (checked by
+    :func:`check_tiles`) overrides any of them except BLOCK_DQK, for sweeps such as
+    ``ganbench bench attention --variant triton-attn:block_n=128,bwd_warps=4``.
     """
     block_dqk = max(16, _next_pow2(Dqk))
     block_dv = min(128, max(16, _next_pow2(Dv)))
@@ -295,8 +299,41 @@ def _config(N: int, Dqk: int, Dv: int) -> dict:
     fwd_m = 128 if N >= 1024 else block
     fwd_warps = 8 if fwd_m * block_dv >= 128 * 64 else 4
     bwd_warps = 8 if block_dv >= 128 else 4
-    return dict(BLOCK_DQK=block_dqk, BLOCK_DV=block_dv, BLOCK_N=block,
-                FWD_BLOCK_M=fwd_m, FWD_WARPS=fwd_warps, BWD_BLOCK_M=block, BWD_WARPS=bwd_warps)
+    cfg = dict(BLOCK_DQK=block_dqk, BLOCK_DV=block_dv, BLOCK_N=block, FWD_BLOCK_M=fwd_m,
+               FWD_WARPS=fwd_warps, FWD_STAGES=3, BWD_BLOCK_M=block, BWD_WARPS=bwd_warps,
+               BWD_STAGES=2)
+    cfg.update(tiles or {})
+    return cfg
+
+
+# What a caller may override, and the values each accepts. Tiles are tl.arange/tl.dot sizes:
+# powers of two, >= 16 for the GPU's dot; BLOCK_DV <= 128 keeps the accumulators in registers
+# (see _config); 256 is the largest tile worth trying for SAGAN's N <= 4096.
+_TILE_SIZES = (16, 32, 64, 128, 256)
+TILE_CHOICES = {
+    "BLOCK_N": _TILE_SIZES, "FWD_BLOCK_M": _TILE_SIZES, "BWD_BLOCK_M": _TILE_SIZES,
+    "BLOCK_DV": (16, 32, 64, 128),
+    "FWD_WARPS": (1, 2, 4, 8, 16), "BWD_WARPS": (1, 2, 4, 8, 16),
+    "FWD_STAGES": (1, 2, 3, 4, 5), "BWD_STAGES": (1, 2, 3, 4, 5),
+}
+
+
+def check_tiles(tiles: Optional[dict]) -> dict:
+    """``tiles`` with upper-case keys, or ValueError naming the first bad key or value.
+
+    Keys are those of :data:`TILE_CHOICES`, in any case (``block_n`` as a factory option).
+    """
+    checked = {}
+    for key, value in (tiles or {}).items():
+        name = str(key).upper()
+        if name not in TILE_CHOICES:
+            known = ", ".join(k.lower() for k in TILE_CHOICES)
+            raise ValueError(f"unknown tile setting {key!r}; known: {known}")
+        if isinstance(value, bool) or value not in TILE_CHOICES[name]:
+            allowed = ", ".join(map(str, TILE_CHOICES[name]))
+            raise ValueError(f"{key.lower()} must be one of {allowed}; got {value!r}")
+        checked[name] = int(value)
+    return checked
 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -316,25 +353,26 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise RuntimeError(f"attend_triton cannot run on {q.device}: {reason}")
 
 
-def _forward(q, k, v):
+def _forward(q, k, v, tiles=None):
     """Launch the forward: returns O (B, N, Dv) in v's dtype and LSE (B, N) fp32, base 2."""
     B, N, Dqk = q.shape
     Dv = v.shape[-1]
-    cfg = _config(N, Dqk, Dv)
+    cfg = _config(N, Dqk, Dv, tiles)
     o = torch.empty((B, N, Dv), device=v.device, dtype=v.dtype)
     lse = torch.empty((B, N), device=v.device, dtype=torch.float32)
     grid = (triton.cdiv(N, cfg["FWD_BLOCK_M"]), triton.cdiv(Dv, cfg["BLOCK_DV"]), B)
     _fwd_kernel[grid](
         q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(), N, Dqk, Dv,
         BLOCK_M=cfg["FWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
-        BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, num_warps=cfg["FWD_WARPS"], num_stages=3)
+        BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, num_warps=cfg["FWD_WARPS"],
+        num_stages=cfg["FWD_STAGES"])
     return o, lse
 
 
 BACKWARDS = ("two-kernel", "atomic")  # how dQ is computed: see the module docstring
 
 
-def _backward(q, k, v, o, lse, do, backward: str = "two-kernel"):
+def _backward(q, k, v, o, lse, do, backward: str = "two-kernel", tiles=None):
     """Launch the backward: returns dq, dk, dv (contiguous, in the inputs' dtype).
 
     Launch count matters more than arithmetic at SAGAN's sizes: on the H100 every kernel,
@@ -346,7 +384,7 @@ def _backward(q, k, v, o, lse, do, backward: str = "two-kernel"):
     """
     B, N, Dqk = q.shape
     Dv = v.shape[-1]
-    cfg = _config(N, Dqk, Dv)
+    cfg = _config(N, Dqk, Dv, tiles)
     atomic = backward == "atomic"
     # atomic: dQ is summed over key blocks in fp32 (16-bit partial sums would lose bits), then
     # rounded once to q's dtype.
@@ -357,7 +395,7 @@ def _backward(q, k, v, o, lse, do, backward: str = "two-kernel"):
     strides = (*q.stride(), *k.stride(), *v.stride(), *do.stride())
     meta = dict(BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
                 BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, num_warps=cfg["BWD_WARPS"],
-                num_stages=2)
+                num_stages=cfg["BWD_STAGES"])
     grid = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(Dv, cfg["BLOCK_DV"]), B)
     _bwd_dkdv_kernel[grid](q, k, v, o, do, lse, dk, dv, dq, *strides, N, Dqk, Dv,
                            ATOMIC_DQ=atomic, **meta)
@@ -370,10 +408,10 @@ def _backward(q, k, v, o, lse, do, backward: str = "two-kernel"):
 
 class _TritonAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, backward):
-        o, lse = _forward(q, k, v)  # o is contiguous: the backward kernels index it so
+    def forward(ctx, q, k, v, backward, tiles):
+        o, lse = _forward(q, k, v, tiles)  # o is contiguous: the backward kernels index it so
         ctx.save_for_backward(q, k, v, o, lse)  # O(B*N*D): no N x N tensor is kept
-        ctx.backward_mode = backward
+        ctx.backward_mode, ctx.tiles = backward, tiles
         return o
 
     @staticmethod
@@ -382,7 +420,7 @@ class _TritonAttention(torch.autograd.Function):
         # Double backward (e.g. a WGAN-GP penalty through D) is not implemented: raise rather
         # than silently drop the second-order terms.
         q, k, v, o, lse = ctx.saved_tensors
-        return (*_backward(q, k, v, o, lse, do, ctx.backward_mode), None)
+        return (*_backward(q, k, v, o, lse, do, ctx.backward_mode, ctx.tiles), None, None)
 
 
 def check_backward(backward: str) -> str:
@@ -393,7 +431,7 @@ def check_backward(backward: str) -> str:
 
 
 def attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
-                  backward: str = "two-kernel") -> torch.Tensor:
+                  backward: str = "two-kernel", tiles: Optional[dict] = None) -> torch.Tensor:
     """softmax(q @ k^T) @ v without a 1/sqrt(d) scale, fused; differentiable in q, k and v.
 
     q, k: (B, N, Dqk), v: (B, N, Dv); one dtype among fp32, fp16, bf16 (fp32 accumulation);
@@ -402,6 +440,8 @@ def attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     :func:`why_triton_unavailable`). Memory: O(B * N * (Dqk + Dv)), never O(N^2).
     ``backward`` picks how dQ is computed, "two-kernel" (deterministic) or "atomic" (one pass
     over the scores; dQ varies between runs at fp32 rounding level): see the module docstring.
+    ``tiles`` overrides the per-shape tile sizes, warps and pipeline stages (see
+    :func:`_config` and :data:`TILE_CHOICES`); the result is the same up to summation order.
     """
     _check_inputs(q, k, v)
-    return _TritonAttention.apply(q, k, v, check_backward(backward))
+    return _TritonAttention.apply(q, k, v, check_backward(backward), check_tiles(tiles))

@@ -244,6 +244,41 @@ def test_tile_sizes_obey_gpu_constraints():
         assert cfg["FWD_WARPS"] in (4, 8) and cfg["BWD_WARPS"] in (4, 8)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backward", ["two-kernel", "atomic"])
+def test_tile_overrides_give_the_same_answer(backward, device, make_inputs, float64_reference,
+                                             output_and_grads, skip_unless_runnable):
+    """Tiles other than _config's (key and query blocks of different sizes, Dv in 16-wide
+    chunks, other warps/stages) at N=257: every mask and loop bound still holds."""
+    skip_unless_runnable(device)
+    q, k, v, do = make_inputs(2, 257, 16, 40, torch.float32, device)
+    tiles = dict(block_n=32, fwd_block_m=16, bwd_block_m=128, block_dv=16, fwd_warps=2,
+                 bwd_warps=8, fwd_stages=2, bwd_stages=1)
+    attend = functools.partial(triton_attn.attend_triton, backward=backward, tiles=tiles)
+    o, grads = output_and_grads(attend, q, k, v, do)
+    _check(o, grads, *float64_reference(q, k, v, do), atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("tiles, message", [
+    ({"block_m": 64}, "unknown tile setting 'block_m'; known: block_n, fwd_block_m"),
+    ({"block_n": 48}, "block_n must be one of 16, 32, 64, 128, 256; got 48"),
+    ({"block_dv": 256}, "block_dv must be one of 16, 32, 64, 128; got 256"),
+    ({"fwd_warps": True}, "fwd_warps must be one of"),
+    ({"bwd_stages": "2"}, "bwd_stages must be one of"),
+])
+def test_bad_tiles_are_rejected(tiles, message):
+    with pytest.raises(ValueError, match=message):
+        triton_attn.check_tiles(tiles)
+
+
+def test_tile_overrides_replace_only_what_they_name():
+    default = triton_attn._config(1024, 8, 64)
+    assert default["BWD_WARPS"] == 4 and default["BLOCK_N"] == 64
+    tuned = triton_attn._config(1024, 8, 64,
+                                triton_attn.check_tiles({"bwd_warps": 8, "BLOCK_N": 128}))
+    assert tuned == {**default, "BWD_WARPS": 8, "BLOCK_N": 128}
+
+
 def test_why_unavailable_explains_the_cpu(monkeypatch):
     monkeypatch.setattr(triton_attn, "_INTERPRETING", False)
     reason = triton_attn.why_triton_unavailable("cpu")

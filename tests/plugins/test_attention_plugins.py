@@ -102,6 +102,13 @@ def test_triton_factory_rejects_an_unknown_backward():
         pytest.skip("triton-attn cannot be imported here")
     with pytest.raises(ValueError, match="backward must be one of two-kernel, atomic"):
         SPECS["triton-attn"].factory(backward="fast")
+    with pytest.raises(ValueError, match="unknown tile setting 'tile'"):
+        SPECS["triton-attn"].factory(tile=64)
+    # the default build is the plain function; options give a configured one
+    from ganbench.kernels.attention.triton_attn import attend_triton
+    assert SPECS["triton-attn"].factory() is attend_triton
+    tuned = SPECS["triton-attn"].factory(block_n=32, backward="atomic")
+    assert tuned.keywords == {"backward": "atomic", "tiles": {"BLOCK_N": 32}}
 
 
 def test_sdpa_uses_scale_one_not_the_default():
