@@ -56,9 +56,11 @@ if [ "$DEVICE" = cuda ]; then
   KERNELS=${KERNELS:-"eager-attn,sdpa-attn,triton-attn,compile-attn"}
 else
   step "fp32 arithmetic of triton-attn (CPU, interpreter)"
-  TRITON_INTERPRET=1 $PY -m ganbench.kernels.attention.precision --device cpu 2>&1 | tee -a "$LOG"
+  TRITON_INTERPRET=1 $PY -m ganbench.kernels.attention.precision --device cpu 2>&1 \
+      | tee "$OUT/fp32-precision.txt" | tee -a "$LOG"
   step "kernel tests (CPU, interpreter)"
-  TRITON_INTERPRET=1 timeout 150 $PY -m pytest -q -p no:cacheprovider tests/kernels -k "not cuda" -x 2>&1 | tail -3 | tee -a "$LOG"
+  TRITON_INTERPRET=1 timeout 150 $PY -m pytest -q -p no:cacheprovider tests/kernels -k "not cuda" \
+      -x -rf > "$OUT/kernel-tests.txt" 2>&1; tail -3 "$OUT/kernel-tests.txt" | tee -a "$LOG"
   BENCH_ARGS="--quick --shapes textbook"
   RUN_ARGS="--steps 6 --warmup 2 --image-size 32 --batch-size 16 --eval-n 200"
   KERNELS="eager-attn,sdpa-attn"
@@ -109,8 +111,12 @@ $PY -m ganbench report "$OUT/work/train" 2>&1 | tee -a "$LOG"
 
 step "pack"
 for d in bench-bf16 bench-sweep bench-fp32; do
-  cp "$OUT/work/$d/"*.md "$OUT/$d.md" 2>/dev/null || true
+  cp "$OUT/work/$d/attention-bench.md" "$OUT/$d.md" 2>/dev/null || true
+  cp "$OUT/work/$d/attention-bench.csv" "$OUT/$d.csv" 2>/dev/null || true
 done
 cp "$OUT/work/train/results.csv" "$OUT/train-results.csv" 2>/dev/null || true
 tar -czf "$OUT/gpu-check.tar.gz" --exclude=models -C "$OUT/work" . && rm -rf "$OUT/work"
 ls -la "$OUT" | tee -a "$LOG"
+
+step "summary (also in $OUT/summary.md)"
+$PY scripts/gpu_summary.py "$OUT" 2>&1 | tee -a "$LOG"
