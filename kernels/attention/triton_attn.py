@@ -96,8 +96,10 @@ def _fwd_kernel(Q, K, V, O, LSE,
                 stride_ob, stride_on, stride_od,
                 N, DQK, DV,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr):
-    # grid: (query blocks, Dv chunks, batch)
+                BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr,
+                EVEN: tl.constexpr):
+    # grid: (query blocks, Dv chunks, batch). EVEN: N % BLOCK_N == 0, so no key tile is padded
+    # and the score mask (a select per score) is compiled out; SAGAN's N are powers of two.
     pid_m = tl.program_id(0)
     pid_v = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -122,7 +124,8 @@ def _fwd_kernel(Q, K, V, O, LSE,
         kT = tl.load(K + b * stride_kb + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd,
                      mask=d_ok[:, None] & n_ok[None, :], other=0.0)         # (BLOCK_DQK, BLOCK_N)
         s = _dot(q, kT, DT, UPCAST) * 1.4426950408889634                    # (BLOCK_M, BLOCK_N)
-        s = tl.where(n_ok[None, :], s, float("-inf"))  # every block has >= 1 real key: no NaN
+        if not EVEN:
+            s = tl.where(n_ok[None, :], s, float("-inf"))  # every block has a real key: no NaN
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp2(m_i - m_new)                    # rescales what was summed so far
         p = tl.exp2(s - m_new[:, None])
@@ -148,7 +151,7 @@ def _bwd_dkdv_kernel(Q, K, V, O, DO, LSE, DK, DV_OUT, DQ_ACC,
                      N, DQK, DV,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                      BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr,
-                     ATOMIC_DQ: tl.constexpr):
+                     EVEN: tl.constexpr, ATOMIC_DQ: tl.constexpr):
     # grid: (key blocks, Dv chunks, batch). Program (j, c) writes dV[j-block, c-chunk]; the c == 0
     # program also writes dK[j-block], which needs dP = dO V^T contracted over ALL of Dv, so it
     # loops over every Dv chunk for dP, and delta_i = dO_i . O_i from the same dO chunks (delta
@@ -178,7 +181,9 @@ def _bwd_dkdv_kernel(Q, K, V, O, DO, LSE, DK, DV_OUT, DQ_ACC,
                      mask=d_ok[:, None] & m_ok[None, :], other=0.0)         # (BLOCK_DQK, BLOCK_M)
         lse = tl.load(LSE + b * N + offs_m, mask=m_ok, other=0.0)
         sT = _dot(k, qT, DT, UPCAST) * 1.4426950408889634                   # (BLOCK_N, BLOCK_M)
-        pT = tl.where(m_ok[None, :], tl.exp2(sT - lse[None, :]), 0.0)       # P^T, exact softmax
+        pT = tl.exp2(sT - lse[None, :])                                     # P^T, exact softmax
+        if not EVEN:  # padded query rows (q = 0, LSE = 0) would give P = 1
+            pT = tl.where(m_ok[None, :], pT, 0.0)
         doc = tl.load(DO + b * stride_dob + offs_m[:, None] * stride_don + offs_v[None, :] * stride_dod,
                       mask=m_ok[:, None] & v_ok[None, :], other=0.0)        # (BLOCK_M, BLOCK_DV)
         dv += _dot(pT, doc, DT, UPCAST)                                     # dV = P^T dO
@@ -219,7 +224,8 @@ def _bwd_dq_kernel(Q, K, V, O, DO, LSE, DQ,
                    stride_dob, stride_don, stride_dod,
                    N, DQK, DV,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                   BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr):
+                   BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr,
+                   EVEN: tl.constexpr):
     # grid: (query blocks, batch). dQ = dS K, summed over key blocks. DQ is contiguous.
     pid_m = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -248,7 +254,9 @@ def _bwd_dq_kernel(Q, K, V, O, DO, LSE, DQ,
         kT = tl.load(K + b * stride_kb + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd,
                      mask=d_ok[:, None] & n_ok[None, :], other=0.0)         # (BLOCK_DQK, BLOCK_N)
         s = _dot(q, kT, DT, UPCAST) * 1.4426950408889634
-        p = tl.where(n_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)         # (BLOCK_M, BLOCK_N)
+        p = tl.exp2(s - lse[:, None])                                       # (BLOCK_M, BLOCK_N)
+        if not EVEN:  # padded keys (k = 0) would give P = exp(-LSE)
+            p = tl.where(n_ok[None, :], p, 0.0)
         dp = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
         for start_v in range(0, DV, BLOCK_DV):  # dP = dO V^T over all of Dv, chunk by chunk
             offs_c = start_v + tl.arange(0, BLOCK_DV)
@@ -365,8 +373,8 @@ def _forward(q, k, v, tiles=None):
     _fwd_kernel[grid](
         q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(), N, Dqk, Dv,
         BLOCK_M=cfg["FWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
-        BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, num_warps=cfg["FWD_WARPS"],
-        num_stages=cfg["FWD_STAGES"])
+        BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, EVEN=N % cfg["BLOCK_N"] == 0,
+        num_warps=cfg["FWD_WARPS"], num_stages=cfg["FWD_STAGES"])
     return o, lse
 
 
@@ -394,9 +402,10 @@ def _backward(q, k, v, o, lse, do, backward: str = "two-kernel", tiles=None):
     dk = torch.empty((B, N, Dqk), device=k.device, dtype=k.dtype)
     dv = torch.empty((B, N, Dv), device=v.device, dtype=v.dtype)
     strides = (*q.stride(), *k.stride(), *v.stride(), *do.stride())
+    even = N % cfg["BWD_BLOCK_M"] == 0 and N % cfg["BLOCK_N"] == 0  # no padded tile anywhere
     meta = dict(BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
-                BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, num_warps=cfg["BWD_WARPS"],
-                num_stages=cfg["BWD_STAGES"])
+                BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, EVEN=even,
+                num_warps=cfg["BWD_WARPS"], num_stages=cfg["BWD_STAGES"])
     grid = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(Dv, cfg["BLOCK_DV"]), B)
     _bwd_dkdv_kernel[grid](q, k, v, o, do, lse, dk, dv, dq, *strides, N, Dqk, Dv,
                            ATOMIC_DQ=atomic, **meta)
