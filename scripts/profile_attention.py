@@ -27,14 +27,12 @@ def main() -> None:
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("profile_attention.py: needs a CUDA device (this profiles GPU kernels)")
+    from ganbench.bench_attention import DTYPES, Shape, _inputs, time_calls
     from ganbench.kernels.attention.triton_attn import BACKWARDS, attend_triton
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
-    g = torch.Generator().manual_seed(0)
     B, N = args.batch, args.N
-    q, k = ((torch.randn(B, N, args.dqk, generator=g) * args.dqk ** -0.25).cuda().to(dtype)
-            for _ in range(2))
-    v, do = (torch.randn(B, N, args.dv, generator=g).cuda().to(dtype) for _ in range(2))
+    # the benchmark's inputs (unit-variance scores), so the profile sees what it times
+    q, k, v, do = _inputs(B, Shape("profile", N, args.dqk, args.dv), DTYPES[args.dtype], "cuda")
     leaves = [t.requires_grad_() for t in (q, k, v)]
 
     def step(backward: str) -> None:
@@ -42,21 +40,9 @@ def main() -> None:
         torch.autograd.grad(o, leaves, do)
 
     variants = {b: functools.partial(step, b) for b in BACKWARDS}
-    for fn in variants.values():  # compile and warm up: not profiled
-        for _ in range(3):
-            fn()
-    torch.cuda.synchronize()
-    for name, fn in variants.items():
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        times = []
-        for _ in range(20):
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        times.sort()
-        print(f"backward={name}: median {times[len(times) // 2]:.3f} ms per fwd+bwd "
+    for name, fn in variants.items():  # warm-up (compilation) is not profiled
+        times = sorted(time_calls(fn, "cuda", warmup=3, repeats=20))
+        print(f"backward={name}: median {times[len(times) // 2] * 1e3:.3f} ms per fwd+bwd "
               f"(B={B} N={N} Dqk={args.dqk} Dv={args.dv} {args.dtype})")
     torch.cuda.cudart().cudaProfilerStart()
     for name, fn in variants.items():

@@ -56,15 +56,16 @@ def round_to_tf32(x: torch.Tensor, mode: str = "rn") -> torch.Tensor:
 
 def _reference(q, k, v, rounding: str, mode: str) -> torch.Tensor:
     """softmax(q k^T) v in float64 after rounding the operands the hypothesis names."""
-    r = (lambda t: round_to_tf32(t.float(), mode).double()) if rounding != "ieee" else \
-        (lambda t: t.double())
-    exact = lambda t: t.double()  # noqa: E731
-    rq, rk = r(q), r(k)
-    rv, rp = (r, r) if rounding == "tf32-all" else (exact, exact)
-    p = torch.softmax(torch.bmm(rq, rk.transpose(1, 2)), dim=-1)
-    if rounding == "tf32-all":
-        p = round_to_tf32(p.float(), mode).double()
-    return torch.bmm(p, rv(v))
+    def exact(t):
+        return t.double()
+
+    def tf32(t):
+        return round_to_tf32(t.float(), mode).double()
+
+    scores_in = exact if rounding == "ieee" else tf32      # q, k before S = q k^T
+    values_in = tf32 if rounding == "tf32-all" else exact  # P, v before O = P v
+    p = torch.softmax(torch.bmm(scores_in(q), scores_in(k).transpose(1, 2)), dim=-1)
+    return torch.bmm(values_in(p), values_in(v))
 
 
 HYPOTHESES = [("ieee", "rn"), ("tf32-qk", "rn"), ("tf32-qk", "rz"), ("tf32-all", "rn"),
