@@ -7,19 +7,21 @@ a G step on fresh noise through the updated D. Timing covers the whole iteration
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from ganbench.distributed import first_nonfinite, grad_sync_off
+from ganbench.distributed import first_nonfinite
 from ganbench.measure import StepTimer
-from ganbench.specs import GANLoss, LossInputs
+from ganbench.specs import GANLoss
+from ganbench.steps import (STEP_KINDS, GraphedStep, StepParts, ganbench_step,
+                            make_optimizers, textbook_step)
 
 DIVERGENCE_CHECK_EVERY = 10  # steps between NaN/inf checks: each check is one host sync
 
@@ -73,13 +75,8 @@ class TrainOutcome:
     first_step_s: float = 0.0
     history: list[dict] = field(default_factory=list)  # rows from on_eval
     resumed_from_step: Optional[int] = None  # set when training continued from a checkpoint
-
-
-def autocast(device: str, dtype: str):
-    """bf16 autocast on the run's device, or nothing for fp32."""
-    if dtype == "bf16":
-        return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    cuda_graph: Optional[str] = None      # with cuda_graph=True: "on" or "off: <reason>"
+    capture_s: float = float("nan")       # seconds spent capturing the graph
 
 
 def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps: int,
@@ -90,7 +87,8 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
           on_eval: Optional[Callable[[int, float], dict]] = None,
           checkpoint_every: int = 0,
           on_checkpoint: Optional[Callable[[dict], None]] = None,
-          resume: Optional[dict] = None) -> TrainOutcome:
+          resume: Optional[dict] = None, step_kind: str = "ganbench",
+          cuda_graph: bool = False) -> TrainOutcome:
     """Train G and D in place for ``steps`` iterations and return timings and losses.
 
     ``on_eval(step, wall_s)`` runs every ``eval_every`` steps (outside the timed region, but the
@@ -103,11 +101,21 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
     losses and timings, so the losses match an uninterrupted run. After a resume the first
     ``warmup`` steps are again untimed (caches and allocator are cold in a new process); the
     step times measured before the checkpoint are kept.
+
+    ``step_kind``: "ganbench" (the default step) or "textbook" (the chapter's own step, the
+    baseline); ``cuda_graph``: capture the ganbench step once and replay it
+    (:class:`ganbench.steps.GraphedStep`; the outcome's ``cuda_graph`` says whether it ran or
+    why not). See :mod:`ganbench.steps`.
     """
-    opt_g = torch.optim.Adam(G.parameters(), lr=g_lr, betas=tuple(float(b) for b in betas))
-    opt_d = torch.optim.Adam(D.parameters(), lr=d_lr, betas=tuple(float(b) for b in betas))
+    opt_g, opt_d = make_optimizers(G, D, g_lr, d_lr, betas, device, capturable=cuda_graph)
     noise = torch.Generator(device=device).manual_seed(seed + 1)
-    batch_size = batches.batch_size
+    parts = StepParts(G, D, loss, opt_g, opt_d, noise, batches.batch_size, z_dim, device, dtype)
+    if step_kind not in STEP_KINDS:
+        raise ValueError(f"step_kind must be one of {STEP_KINDS}, got {step_kind!r}")
+    one_step = partial(textbook_step if step_kind == "textbook" else ganbench_step, parts)
+    graphed = None
+    if cuda_graph:
+        one_step = graphed = GraphedStep(parts)
     timer = StepTimer(device)
     losses: list[torch.Tensor] = []  # (2,) per step, kept on the device: no sync per step
     outcome = TrainOutcome([], [], [])
@@ -126,29 +134,14 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
             timer.start()
         elif step == 0:
             t_first = time.perf_counter()
-        with autocast(device, dtype):
-            # D step: real -> high, detached fake -> low.
-            z = torch.randn(batch_size, z_dim, 1, 1, device=device, generator=noise)
-            fake = G(z).detach()
-            d_loss = loss.d_loss(LossInputs(fake_logits=D(fake), real_logits=D(real),
-                                            real=real, fake=fake, discriminator=D))
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        with autocast(device, dtype), grad_sync_off(D):  # D's grads here are discarded
-            # G step on fresh noise through the updated D.
-            z = torch.randn(batch_size, z_dim, 1, 1, device=device, generator=noise)
-            g_loss = loss.g_loss(LossInputs(fake_logits=D(G(z)), discriminator=D))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
+        step_losses = one_step(real)  # (2,): d_loss, g_loss
         if step - first >= warmup:
             timer.stop()
         elif step == 0:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             outcome.first_step_s = time.perf_counter() - t_first
-        losses.append(torch.stack([d_loss.detach().float(), g_loss.detach().float()]))
+        losses.append(step_losses)
 
         done = step + 1
         save_now = bool(on_checkpoint and checkpoint_every and done % checkpoint_every == 0
@@ -178,6 +171,8 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
     outcome.d_losses = all_losses[:, 0].tolist()
     outcome.g_losses = all_losses[:, 1].tolist()
     outcome.wall_s = time.perf_counter() - start
+    if graphed is not None:
+        outcome.cuda_graph, outcome.capture_s = graphed.status, graphed.capture_s
     return outcome
 
 
