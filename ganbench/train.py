@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganbench.distributed import first_nonfinite, grad_sync_off
+from ganbench.ddp_hooks import first_nonfinite, grad_sync_off
 from ganbench.measure import StepTimer
 from ganbench.specs import GANLoss, LossInputs
 
