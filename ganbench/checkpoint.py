@@ -8,7 +8,7 @@ dict of tensors, numbers and strings; see ``train.training_state``). On disk it 
 - ``RUN_DIR/checkpoints/<combo>.pt.sha256``: its SHA-256 in ``sha256sum`` format, so a truncated
   or altered file is caught (and ``sha256sum -c`` works by hand).
 
-Both are written to temporary files first, flushed, fsynced and renamed, with SIGINT/SIGTERM
+Both are written with :mod:`ganbench.atomic` (temporary file, fsync, rename), with SIGINT/SIGTERM
 held back during the two renames: an interrupt leaves the previous checkpoint pair, never a torn
 or mismatched one. Loading reads with ``torch.load(weights_only=True)`` only, so a checkpoint can
 carry tensors and plain data but never code. Every failure to load is a one-line
@@ -20,12 +20,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 
+from ganbench import atomic
 from ganbench.errors import UserError
-from ganbench.results import signals_deferred
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -42,23 +40,11 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _write_temp(directory: Path, name: str, data: bytes) -> str:
-    """Write ``data`` to a new temporary file in ``directory`` (flushed and fsynced)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path`` and its SHA-256 beside it, atomically as a pair."""
+    """Write ``state`` to ``path`` and its SHA-256 beside it, atomically as a pair.
+
+    A failed write raises :class:`ganbench.atomic.WriteError` naming the file; the previous
+    pair is then untouched."""
     import torch
 
     buffer = io.BytesIO()
@@ -66,21 +52,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temps = []
-    try:
-        temps.append(_write_temp(path.parent, path.name, data))
-        temps.append(_write_temp(path.parent, _sidecar(path).name,
-                                 f"{digest}  {path.name}\n".encode()))
-        # A signal between the two renames would pair a new .pt with an old checksum.
-        with signals_deferred():
-            os.replace(temps[0], path)
-            os.replace(temps[1], _sidecar(path))
-    except BaseException:
-        for tmp in temps:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise
+    # Both files are complete on disk before either is renamed into place, and a signal
+    # between the two renames (which would pair a new .pt with an old checksum) is held back.
+    atomic.write_group({path: data, _sidecar(path): f"{digest}  {path.name}\n".encode()})
 
 
 def load_checkpoint(path: Path) -> dict:

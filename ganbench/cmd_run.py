@@ -9,7 +9,7 @@ from pathlib import Path
 # must not import torch, and config is cheap but this module imports only the standard library).
 DEFAULT_CHECKPOINT_EVERY = 50
 # Options that say how to run rather than what to measure: the only ones --resume accepts.
-RESUME_OVERRIDES = ("quiet", "in_process", "jobs")
+RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed")
 
 NAME = "run"
 HELP = "train and benchmark every combination of the named plugins"
@@ -49,7 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="an option for an attention kernel's factory, e.g. "
                         "compile-attn.mode=max-autotune (repeatable)")
     p.add_argument("--out", type=Path, help="run folder (default results/runs/<time>-<names>)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or notes")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress, notes or warnings on stderr and no table on stdout: only "
+                        "the line 'results: RUN_DIR' (the table is in RUN_DIR/results.md); "
+                        "errors are still shown")
     p.add_argument("--in-process", action="store_true",
                    help="train in this process instead of one fresh process per combination "
                         "(faster start; CPU peak memory is then not per combination)")
@@ -64,7 +67,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                              "config.json: finished combinations keep their rows, an "
                              "unfinished one continues from its last checkpoint (only "
                              f"{', '.join('--' + o.replace('_', '-') for o in RESUME_OVERRIDES)} "
-                             "may be given with it)")
+                             "may be given with it; --nproc must be the run's)")
+    faults.add_argument("--retry-failed", action="store_true",
+                        help="with --resume: also retrain the combinations whose row says "
+                             "crashed, oom or failed, from their last checkpoint")
+    faults.add_argument("--force", action="store_true",
+                        help="start afresh in an --out folder that holds another run: its "
+                             "rows, checkpoints and artifacts are deleted first")
     scale = p.add_argument_group("scale-out (README: Scale-out)")
     scale.add_argument("--nproc", type=int, metavar="N",
                        help="data-parallel training on N ranks: execs `torchrun --standalone "
@@ -105,28 +114,29 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganbench.errors import ConfigError
     from ganbench.resume import RunInterrupted
     from ganbench.runner import run as run_all
 
     if args.resume is not None:
         return _resume(args)
+    if args.retry_failed:
+        raise ConfigError("--retry-failed goes with --resume RUN_DIR (it retrains the crashed, "
+                          "oom and failed rows of that run)")
     cfg = config_from_args(args)  # validates before torch is imported
     if args.nproc is not None:  # becomes torchrun; each rank parses the same options again
         from ganbench.scaleout import exec_torchrun, options_argv
 
         exec_torchrun(args.nproc, options_argv(args, add_arguments), cfg)
-    echo = (lambda *a, **k: None) if args.quiet else print
     try:
-        run_dir, df = run_all(cfg, echo=echo)
+        run_dir, df = run_all(cfg, echo=print, force=args.force)
     except RunInterrupted as exc:
-        return _interrupted(exc)
-    return _finish(args, run_dir, df)
+        return _interrupted(exc, cfg.world_size)
+    return _finish(df)
 
 
-def _finish(args: argparse.Namespace, run_dir, df) -> int:
+def _finish(df) -> int:
     """Exit code 0 when every row is ok, 1 when any combination failed, diverged or crashed."""
-    if args.quiet and df is not None:  # under torchrun only rank 0 has the table
-        print(run_dir)
     bad = df is not None and "status" in df and (~df["status"].isin(["ok", "reference"])).any()
     return 1 if bad else 0
 
@@ -136,8 +146,9 @@ def _resume(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ganbench.errors import ConfigError
-    from ganbench.resume import RunInterrupted, load_run_config
+    from ganbench.resume import RunInterrupted, check_world_size, load_run_config
     from ganbench.runner import run as run_all
+    from ganbench.scaleout import launched_by_torchrun
 
     defaults = argparse.ArgumentParser(add_help=False)
     add_arguments(defaults)
@@ -147,24 +158,35 @@ def _resume(args: argparse.Namespace) -> int:
         if getattr(args, action.dest, action.default) != action.default:
             flag = max(action.option_strings, key=len)
             raise ConfigError(f"--resume takes its settings from {args.resume}/config.json; "
-                              f"drop {flag} (only --quiet, --in-process and --jobs may change)")
+                              f"drop {flag} (only --quiet, --in-process, --jobs, --nproc and "
+                              "--retry-failed may be given)")
     cfg = load_run_config(args.resume)
     cfg = dataclasses.replace(cfg, quiet=cfg.quiet or args.quiet,
                               isolate=cfg.isolate and not args.in_process,
                               jobs=args.jobs if args.jobs != 1 else cfg.jobs)
-    echo = (lambda *a, **k: None) if cfg.quiet else print
+    if not launched_by_torchrun():  # under torchrun the ranks check it (ganbench.resume.start)
+        check_world_size(args.resume, cfg.world_size, args.nproc or 1)
+    if args.nproc is not None and args.nproc > 1:
+        from ganbench.scaleout import exec_torchrun, options_argv
+
+        exec_torchrun(args.nproc, options_argv(args, add_arguments),
+                      dataclasses.replace(cfg, jobs=1))
     try:
-        run_dir, df = run_all(cfg, echo=echo, resume=True)
+        run_dir, df = run_all(cfg, echo=print, resume=True, retry_failed=args.retry_failed)
     except RunInterrupted as exc:
-        return _interrupted(exc)
-    return _finish(args, run_dir, df)
+        return _interrupted(exc, cfg.world_size)
+    return _finish(df)
 
 
-def _interrupted(exc) -> int:
+def _interrupted(exc, world_size: int = 1) -> int:
     """One line on stderr saying what is kept and how to go on; exit 130 (Ctrl-C) or 143."""
+    import os
     import sys
 
+    from ganbench.run_folder import resume_command
+
+    world_size = int(os.environ.get("WORLD_SIZE", world_size))  # set on torchrun's ranks
     where = exc.run_dir
     print(f"ganbench: interrupted by {exc.args[0]}; finished rows are in {where}; continue with: "
-          f"ganbench run --resume {where}", file=sys.stderr)
+          f"{resume_command(where, world_size)}", file=sys.stderr)
     return exc.exit_code

@@ -59,6 +59,7 @@ class RunConfig:
     sync_bn: bool = False                       # torchrun: BatchNorm -> SyncBatchNorm
     scaling: bool = False                       # torchrun: also time 1 rank, fill efficiency
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY  # steps between checkpoints; 0: none
+    world_size: int = 1                         # ranks the run trains on (set under torchrun)
     options: dict = field(default_factory=dict)  # {plugin: {key: value}} for its factory
 
     def __post_init__(self) -> None:
@@ -86,6 +87,7 @@ class RunConfig:
         if self.eval_every < 0:
             raise ConfigError(f"--eval-every must be >= 0, got {self.eval_every}")
         _positive("--jobs", self.jobs)
+        _positive("world_size", self.world_size)
         if self.jobs > 1 and not self.isolate:
             raise ConfigError("--jobs runs combinations in parallel worker processes; it "
                               "cannot be combined with --in-process")

@@ -52,13 +52,10 @@ The contract, and why each choice was made:
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -66,43 +63,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ganbench.errors import ConfigError
+from ganbench.ddp_hooks import first_nonfinite, grad_sync_off  # noqa: F401  (re-exported)
+from ganbench.train import Batches
 
 NOISE_STRIDE = 1000           # rank r's noise seed offset (train() seeds z with seed + 1)
 CONTROL_TIMEOUT = timedelta(hours=6)   # how long ranks may wait for rank 0 working alone
 BASELINE_DIR = "scaling-1rank"         # --scaling: the 1-rank rows and artifacts
 DUMP_ENV = "GANBENCH_REPLICA_DUMP"     # debug: each rank saves its final G/D state here
-
-
-# ------------------------------------------------------------------------------------------
-# Hooks the training loop calls (no-ops unless the module is wrapped in DDP)
-# ------------------------------------------------------------------------------------------
-def _ddp(module: nn.Module) -> Optional[DistributedDataParallel]:
-    inner = getattr(module, "_orig_mod", module)  # look through torch.compile's wrapper
-    return inner if isinstance(inner, DistributedDataParallel) else None
-
-
-def grad_sync_off(module: nn.Module):
-    """Context for a forward whose parameter gradients will be discarded: ``no_sync`` under DDP
-    (the backward then all-reduces nothing for this module), nothing otherwise."""
-    ddp = _ddp(module)
-    return ddp.no_sync() if ddp is not None else contextlib.nullcontext()
-
-
-def first_nonfinite(losses: torch.Tensor, model: nn.Module) -> Optional[int]:
-    """Index of the first row of ``losses`` (steps, k) holding a NaN/inf, or None.
-
-    When ``model`` is DDP-wrapped the answer is agreed over its replicas (the earliest bad row on
-    any rank), so every rank stops at the same step; were each rank to decide alone, one could
-    leave the loop while the others wait in their next all-reduce forever.
-    """
-    bad = (~torch.isfinite(losses)).reshape(len(losses), -1).any(dim=1)
-    first = int(bad.nonzero()[0]) if bool(bad.any()) else len(losses)
-    ddp = _ddp(model)
-    if ddp is not None:
-        agreed = torch.tensor([first], device=losses.device)
-        dist.all_reduce(agreed, op=dist.ReduceOp.MIN, group=ddp.process_group)
-        first = int(agreed)
-    return first if first < len(losses) else None
 
 
 # ------------------------------------------------------------------------------------------
@@ -118,8 +85,6 @@ class ShardedBatches:
 
     def __init__(self, images: torch.Tensor, global_batch: int, seed: int, rank: int,
                  world_size: int):
-        from ganbench.train import Batches  # here, not at the top: train imports this module
-
         if global_batch % world_size:
             raise ValueError(f"global batch {global_batch} is not divisible by {world_size}")
         self.walk = Batches(images, global_batch, seed)
@@ -144,8 +109,6 @@ class OneProcess:
     is_rank0 = True
 
     def batches(self, images: torch.Tensor, global_batch: int, seed: int):
-        from ganbench.train import Batches
-
         return Batches(images, global_batch, seed)
 
     def wrap(self, G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -165,6 +128,14 @@ class OneProcess:
 
     def columns(self, global_batch: int) -> dict:
         return {"world_size": 1}
+
+    def whole_state(self, state: dict) -> dict:
+        """The checkpoint to save from this process's training state (called on every rank)."""
+        return state
+
+    def own_part(self, state: dict) -> dict:
+        """This process's training state from a loaded checkpoint."""
+        return state
 
 
 class DataParallel(OneProcess):
@@ -240,6 +211,23 @@ class DataParallel(OneProcess):
         return {"world_size": self.world_size, "per_rank_batch": global_batch // self.world_size,
                 "ddp_backend": self.backend, "sync_bn": self.sync_bn}
 
+    def whole_state(self, state):
+        """Checkpoints under torchrun: the ranks hold the same models, optimisers, shuffle and
+        global RNG (DDP keeps them equal), but each its own noise stream (seed + NOISE_STRIDE *
+        rank). Rank 0 saves its state plus every rank's noise state, so a resume continues
+        each stream where it was and the losses match an uninterrupted run."""
+        box = [None] * self.world_size
+        dist.all_gather_object(box, state["rng_noise"], group=self.control)
+        return {**state, "rng_noise_by_rank": torch.stack(box)}
+
+    def own_part(self, state):
+        by_rank = state.get("rng_noise_by_rank")
+        if by_rank is None or len(by_rank) != self.world_size:
+            saved = 1 if by_rank is None else len(by_rank)
+            raise ConfigError(f"this checkpoint was written by {saved} rank(s), and this run "
+                              f"has {self.world_size}; resume with --nproc {saved}")
+        return {**state, "rng_noise": by_rank[self.rank]}
+
     def barrier(self) -> None:
         dist.barrier(group=self.control)
 
@@ -248,101 +236,3 @@ class DataParallel(OneProcess):
         box = [value]
         dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
-
-
-# ------------------------------------------------------------------------------------------
-# The sweep on every rank
-# ------------------------------------------------------------------------------------------
-def check(cfg, world_size: int) -> None:
-    """Options that need knowing N; raises ConfigError (every rank raises the same)."""
-    if cfg.batch_size % world_size:
-        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch and must be "
-                          f"divisible by the {world_size} ranks")
-    if cfg.sync_bn and not cfg.device.startswith("cuda"):
-        raise ConfigError("--sync-bn needs CUDA: torch's SyncBatchNorm does not run on CPU "
-                          "tensors")
-    if cfg.scaling and world_size < 2:
-        raise ConfigError("--scaling compares 1 rank with N: launch at least 2 ranks")
-    if cfg.jobs > 1:
-        raise ConfigError("--jobs runs combinations side by side in one process tree; under "
-                          "torchrun each rank already runs them in-process, one after another")
-
-
-def scaling_columns(row: dict, baseline: dict, world_size: int) -> dict:
-    """img_per_s_1rank and scaling_efficiency = img_per_s / (N * img_per_s_1rank)."""
-    one = baseline.get("img_per_s", float("nan")) if baseline.get("status") == "ok" else \
-        float("nan")
-    many = row.get("img_per_s", float("nan")) if row.get("status") == "ok" else float("nan")
-    return {"img_per_s_1rank": one, "scaling_efficiency": many / (world_size * one)}
-
-
-def run_ranks(cfg, echo=print, resume: bool = False):
-    """The sweep on this rank: every combination, in order, with DDP; rank 0 writes.
-
-    Returns (run folder, DataFrame) on rank 0 and (run folder, None) on the others.
-    """
-    from ganbench.config import resolve_device
-
-    if resume:
-        raise ConfigError("--resume under torchrun is not supported yet: checkpoints are per "
-                          "process; rerun the unfinished combinations with --plugins")
-
-    rep = DataParallel.start(resolve_device(cfg.device), cfg.sync_bn)
-    try:
-        return _sweep(rep, cfg, echo if rep.is_rank0 else (lambda *a, **k: None))
-    finally:
-        dist.destroy_process_group()
-
-
-def _sweep(rep: DataParallel, cfg, echo):
-    from ganbench import runner
-    from ganbench.results import atomic_write_text, summary_markdown, write_table
-
-    cfg, combos, notes, metric_names, data = runner.plan(cfg)  # same checks on every rank
-    check(cfg, rep.world_size)
-    if getattr(cfg, "checkpoint_every", 0):
-        # Checkpoints are one process's state; N ranks would all write the same file. Resume of
-        # a torchrun job is not supported yet, so they are off here.
-        notes = notes + ["checkpoints are off under torchrun (resume is per process)"]
-        cfg = dataclasses.replace(cfg, checkpoint_every=0)
-    cfg = dataclasses.replace(cfg, device=rep.device)
-    run_dir = None
-    if rep.is_rank0:
-        run_dir = runner.prepare_run_dir(cfg.out or runner.default_run_dir(cfg))
-        if cfg.scaling:
-            runner.prepare_run_dir(run_dir / BASELINE_DIR)
-    run_dir = rep.share(run_dir)  # the folder name has a timestamp: rank 0's wins
-    cfg = dataclasses.replace(cfg, out=run_dir)
-    if rep.is_rank0:
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
-    for note in notes:
-        echo(f"note: {note}")
-    rows: list[dict] = []
-    baselines: list[dict] = []
-    df = None
-    one_rank = dataclasses.replace(cfg, batch_size=cfg.batch_size // rep.world_size)
-    for combo in combos:
-        if cfg.scaling:
-            if rep.is_rank0:  # alone, no DDP, the per-rank batch: the single-device figure
-                baselines.append(runner.execute(one_rank, combo, run_dir / BASELINE_DIR, [],
-                                                fresh_process=False))
-                write_table(baselines, run_dir / BASELINE_DIR)
-            rep.barrier()
-        row = runner.execute(cfg, combo, run_dir, metric_names, fresh_process=False,
-                             replicas=rep)
-        if rep.is_rank0:
-            if cfg.scaling:
-                row.update(scaling_columns(row, baselines[-1], rep.world_size))
-            rows.append(row)
-            df = write_table(rows, run_dir)
-            if row.get("status") != "ok":
-                echo(f"{combo.name}: {row.get('status')}: {row.get('error', '')}")
-        rep.barrier()  # the next DDP construction is a collective: start it together
-    if metric_names and rep.is_rank0:
-        rows.append(runner.reference_row(cfg, data, metric_names))
-        df = write_table(rows, run_dir)
-    if df is not None:
-        echo(summary_markdown(df))
-        echo(f"\nresults: {run_dir}")
-    rep.barrier()
-    return run_dir, df

@@ -60,11 +60,56 @@ def interrupts_reported(run_dir: Path):
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-def unfinished(combos: list[Combination], rows: list[dict], echo) -> list[Combination]:
+def unfinished(combos: list[Combination], rows: list[dict]) -> list[Combination]:
     finished = {row["combo"] for row in rows}
-    for name in sorted(finished):
-        echo(f"{name}: finished before this resume, row kept")
     return [combo for combo in combos if combo.name not in finished]
+
+
+def start(run_dir: Path, plan, *, resume: bool, retry_failed: bool, force: bool,
+          world_size: int, note) -> list[dict]:
+    """Make ``run_dir`` ready for ``plan`` and return the rows to keep (hold its lock).
+
+    A fresh start refuses a folder holding another run's work (:func:`refuse_to_overwrite`)
+    unless ``force``, then writes config.json. A resume checks the world size, keeps the rows
+    with a final status (minus crashed/oom/failed ones with ``retry_failed``) and verifies the
+    checkpoints it will continue from. Either way, temporary files of a killed writer go.
+    """
+    from ganbench import atomic
+    from ganbench.execute import RETRYABLE_STATUSES
+    from ganbench.run_folder import clear, refuse_to_overwrite, resume_command, write_config
+
+    cfg, combos = plan.cfg, plan.combos
+    rows: list[dict] = []
+    if resume:
+        check_world_size(run_dir, cfg.world_size, world_size)
+        rows = finished_rows(run_dir, combos)
+        retry = [row for row in rows if row.get("status") in RETRYABLE_STATUSES]
+        if retry_failed:
+            rows = [row for row in rows if row not in retry]
+        elif retry:
+            note(f"{len(retry)} combination(s) ended crashed, oom or failed and keep their rows; "
+                 f"to retrain them from their last checkpoint: "
+                 f"{resume_command(run_dir, world_size)} --retry-failed")
+        verify_checkpoints(run_dir, combos, rows)  # a damaged one fails now, not mid-run
+    else:
+        if force:
+            clear(run_dir)
+        else:
+            refuse_to_overwrite(run_dir, [combo.name for combo in combos])
+        write_config(run_dir, cfg.to_dict())
+    atomic.sweep_partials(run_dir)
+    return rows
+
+
+def check_world_size(run_dir: Path, saved: int, now: int) -> None:
+    """A run continues on as many ranks as it started with (each rank's shard of the batch and
+    noise stream depend on it); UserError with the command that does that."""
+    from ganbench.run_folder import resume_command
+
+    if saved != now:
+        ran = f"{saved} ranks" if saved > 1 else "1 process"
+        raise UserError(f"{run_dir} was run on {ran} and this resume has {now}; continue "
+                        f"it with: {resume_command(run_dir, saved)}")
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
@@ -116,6 +161,7 @@ def verify_checkpoints(run_dir: Path, combos: list[Combination], rows: list[dict
 
 
 def discard_checkpoint_of(run_dir: Path, combo: Combination) -> None:
+    """Remove a combination's checkpoint once its final row is on disk."""
     from ganbench.checkpoint import checkpoint_path, discard_checkpoint
 
     discard_checkpoint(checkpoint_path(run_dir, combo.name))

@@ -77,20 +77,60 @@ def torchrun_command(nproc: int, run_argv: list[str]) -> list[str]:
             f"--nproc-per-node={nproc}", "-m", "ganbench", "run", *run_argv]
 
 
-def exec_torchrun(nproc: int, run_argv: list[str], cfg=None):
-    """Replace this process with torchrun (signals then reach torchrun, which forwards them to
-    every rank). Does not return. ``cfg`` (the validated RunConfig) lets options that cannot
-    run under torchrun fail here, once, rather than on every rank."""
-    if cfg is not None and cfg.jobs > 1:
-        raise ConfigError("--jobs and --nproc do not combine: under torchrun every rank runs "
-                          "the combinations in-process, one after another")
-    if cfg is not None and cfg.sync_bn and cfg.device == "cpu":
+def check_ranks(cfg, world_size: int, device: str) -> None:
+    """Options that need knowing N (and the resolved device); ConfigError, one line."""
+    if cfg.batch_size % world_size:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch and must be "
+                          f"divisible by the {world_size} ranks (e.g. --batch-size "
+                          f"{max(world_size, cfg.batch_size // world_size * world_size)})")
+    if cfg.sync_bn and not device.startswith("cuda"):
         raise ConfigError("--sync-bn needs CUDA: torch's SyncBatchNorm does not run on CPU "
                           "tensors")
+    if cfg.scaling and world_size < 2:
+        raise ConfigError("--scaling compares 1 rank with N: launch at least 2 ranks")
+    if cfg.jobs > 1:
+        raise ConfigError("--jobs and --nproc do not combine: under torchrun every rank runs "
+                          "the combinations in-process, one after another")
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def max_ranks(device: str) -> tuple[int, str]:
+    """(how many ranks fit here, what they are): one per CUDA device, else one per CPU core.
+
+    More ranks than cores only time-slice the same cores (each rank also runs its own intra-op
+    threads), and each rank holds a full copy of the models and data: ``--nproc 99`` on two
+    cores started 99 ranks and set off the out-of-memory killer."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.device_count(), "CUDA device(s)"
+    return usable_cpus(), "CPU core(s) available to this process"
+
+
+def exec_torchrun(nproc: int, run_argv: list[str], cfg=None):
+    """Replace this process with torchrun (signals then reach torchrun, which forwards them to
+    every rank). Does not return. ``cfg`` (the validated RunConfig) lets every check that needs
+    only the arguments fail here, once, before any rank starts."""
     if launched_by_torchrun():
         raise ConfigError("--nproc inside a torchrun job: torchrun already started the ranks")
     if nproc < 1:
         raise ConfigError(f"--nproc must be a positive integer, got {nproc}")
+    if cfg is not None:
+        from ganbench.config import resolve_device
+
+        device = resolve_device(cfg.device)
+        limit, what = max_ranks(device)
+        if nproc > limit:
+            raise ConfigError(f"--nproc {nproc} is more than the {limit} {what} here; use "
+                              f"--nproc {max(1, limit)} or fewer")
+        check_ranks(cfg, nproc, device)
     command = torchrun_command(nproc, run_argv)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -29,7 +29,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ganbench.distributed import grad_sync_off
+from ganbench.ddp_hooks import grad_sync_off
 from ganbench.specs import GANLoss, LossInputs
 
 STEP_KINDS = ("ganbench", "textbook")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganbench.distributed import first_nonfinite
+from ganbench.ddp_hooks import first_nonfinite
 from ganbench.measure import StepTimer
 from ganbench.specs import GANLoss
 from ganbench.steps import (STEP_KINDS, GraphedStep, StepParts, ganbench_step,

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from ganbench import cmd_run, scaleout
-from ganbench.distributed import DUMP_ENV, ShardedBatches, check, first_nonfinite
+from ganbench.distributed import DUMP_ENV, ShardedBatches, first_nonfinite
+from ganbench.ranks import check
 from ganbench.errors import ConfigError
 from ganbench.train import Batches
 

@@ -150,7 +150,7 @@ def assert_table_valid(run_dir: Path, n_rows: int) -> None:
     assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
 
 
-def fake_run_one(cfg, combo, run_dir, metric_names, resume=False):
+def fake_run_one(cfg, combo, run_dir, metric_names, resume=False, **progress):
     """A row without training: these tests are about what happens around a combination."""
     if combo.loss == "interrupt-me":
         raise KeyboardInterrupt
@@ -205,7 +205,7 @@ def test_hard_crashes_in_workers_become_rows_and_the_sweep_goes_on(fault_env, tm
 
 
 def test_failure_status_classifies_out_of_memory():
-    from ganbench.runner import failure_status
+    from ganbench.execute import failure_status
 
     assert failure_status(torch.cuda.OutOfMemoryError("CUDA out of memory.")) == "oom"
     assert failure_status(RuntimeError("CUDA error: out of memory")) == "oom"

@@ -99,7 +99,7 @@ CHANGES = st.lists(st.sampled_from(sorted(OPTIONS)), unique=True, max_size=3).fl
     lambda flags: st.fixed_dictionaries({flag: OPTIONS[flag] for flag in flags}))
 
 
-def stub_run_one(cfg, combo, run_dir, metric_names, resume=False):
+def stub_run_one(cfg, combo, run_dir, metric_names, resume=False, **progress):
     """A minimal finished row instead of training."""
     return {"combo": combo.name, "architecture": combo.architecture, "loss": combo.loss,
             "attention": combo.attention, "status": "ok", "steps": cfg.steps}

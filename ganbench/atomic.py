@@ -1,0 +1,193 @@
+"""Atomic files: every file a run writes is either its previous version or the new one.
+
+The recipe (the one SQLite and git use for their own files): write to a temporary file in the
+same folder, flush, ``fsync``, then ``os.replace`` it over the target. The rename is atomic on
+POSIX file systems, so a crash, a kill or a full disk at any moment leaves the old file (or no
+file), never a torn one. Temporary files are named ``.<name>.<random>.partial<suffix>`` (the
+target's suffix last, so matplotlib and torch still see the format) and are removed when a write
+fails; :func:`sweep_partials` clears those left by a process that was killed mid-write.
+
+Every failure is a :class:`WriteError` that names the target path: "cannot write PATH: No space
+left on device".
+
+Three ways in, for three kinds of writer:
+
+- :func:`write_bytes` / :func:`write_text`: the content is in memory;
+- :func:`replacing`: a context manager yielding a temporary *path* for writers that insist on a
+  path (``torch.save``, ``matplotlib.figure.Figure.savefig``, ``numpy.savez``, report helpers);
+- :func:`torch_save`: ``torch.save(obj, path)`` atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import threading
+from pathlib import Path
+from typing import Iterator, Union
+
+PARTIAL_MARK = ".partial"  # in every temporary file's name; see sweep_partials
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: done once, at import, before
+    os.umask(mask)      # any thread (--jobs) could create a file in between
+    return mask
+
+
+_UMASK = _read_umask()
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give: results are ordinary, shareable files
+
+
+class WriteError(OSError):
+    """A file could not be written; ``str()`` is one line naming the path and the reason."""
+
+    def __init__(self, path: Union[str, Path], cause: BaseException):
+        reason = (cause.strerror if isinstance(cause, OSError) and cause.strerror
+                  else " ".join(str(cause).split()) or type(cause).__name__)
+        errno = cause.errno if isinstance(cause, OSError) else None
+        super().__init__(errno, reason, str(path))
+        self.path = Path(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.reason}"
+
+
+def temp_path_for(path: Path) -> Path:
+    """A fresh temporary name beside ``path`` that keeps its suffix last."""
+    return path.with_name(f".{path.stem}.{secrets.token_hex(4)}{PARTIAL_MARK}{path.suffix}")
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX: a rename is recorded in the folder's data)."""
+    with contextlib.suppress(OSError):  # some file systems refuse to open folders; not fatal
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def replacing(path: Union[str, Path], required: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the body returns, the file written there is
+    fsynced and renamed over ``path`` (a body that wrote nothing is an error unless
+    ``required`` is False: then nothing changes). If the body raises, the temporary file is removed and
+    ``path`` is untouched. Any OSError (from the body too) becomes a :class:`WriteError`
+    naming ``path``; other exceptions pass through unchanged."""
+    path = Path(path)
+    tmp = temp_path_for(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        if not tmp.exists():
+            if not required:
+                return
+            raise FileNotFoundError(2, f"the writer did not create {tmp.name}")
+        os.chmod(tmp, FILE_MODE)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(path, exc) from exc
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_bytes(path: Union[str, Path], data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    with replacing(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+
+
+def write_text(path: Union[str, Path], text: str) -> None:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_group(files: dict) -> None:
+    """Write several files ({path: bytes}) so that none is renamed into place before all are
+    complete on disk; the renames run with SIGINT/SIGTERM held back. A failure before the
+    renames leaves every old file as it was."""
+    temps: dict[Path, Path] = {}
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = temp_path_for(path)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                temps[path] = tmp
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise WriteError(path, exc) from exc
+        with signals_deferred():
+            for path, tmp in temps.items():
+                try:
+                    os.replace(tmp, path)
+                except OSError as exc:
+                    raise WriteError(path, exc) from exc
+    finally:
+        for tmp in temps.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # gone already after a successful rename
+    for folder in {Path(p).parent for p in files}:
+        _fsync_dir(folder)
+
+
+def torch_save(obj, path: Union[str, Path]) -> None:
+    """``torch.save(obj, path)``, atomically."""
+    import torch
+
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def sweep_partials(folder: Union[str, Path]) -> list[Path]:
+    """Remove temporary files that a killed writer left anywhere under ``folder``; returns
+    them. Only call it while holding the run folder's lock (no live writer can be mid-write)."""
+    removed = []
+    for p in Path(folder).rglob(f".*{PARTIAL_MARK}*"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold back Ctrl-C and SIGTERM for the body, then deliver them.
+
+    For writes that must finish as a group (a checkpoint and its checksum). Only the main
+    thread can change signal handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)  # the restored handler acts as if it had come now

@@ -1,0 +1,192 @@
+"""What a run shows while it works: progress, notes and warnings, all on stderr.
+
+stdout carries results only (the table and the run folder); everything here goes to stderr, so
+``ganbench run ... > table.md`` captures exactly the table.
+
+- On a terminal: tqdm bars, one for the sweep ("combination k of n", elapsed and ETA) and one
+  per running combination (its step, phase and losses).
+- Elsewhere (a pipe, a CI log): plain timestamped lines, at every phase change of a combination
+  (starting worker, training, metrics, writing, done) and every ~10% of its steps, each with the
+  sweep's position and ETA.
+- Notes and Python warnings: each distinct text once per run (workers send theirs here).
+- ``--quiet``: none of the above; the CLI still prints where the table is.
+
+The ETA is the elapsed time scaled by the work left: finished combinations count 1, running
+ones their step fraction. It assumes the combinations left cost what the finished ones did.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Optional, TextIO
+
+PLAIN_EVERY = 0.10  # plain mode: a step line each time a combination passes another 10%
+
+
+def _format_duration(seconds: Optional[float]) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class _Combo:
+    def __init__(self, name: str, index: int, steps: int):
+        self.name, self.index, self.steps = name, index, steps
+        self.step = 0
+        self.phase = "queued"
+        self.last_plain_fraction = -1.0
+        self.bar = None
+        self.started = time.monotonic()
+
+
+class Progress:
+    """Thread-safe sink for a sweep's events (``--jobs`` reports from several threads).
+
+    ``total``: combinations to train in this call; ``done_before``: those finished earlier
+    (a resume); ``steps``: steps per combination.
+    """
+
+    def __init__(self, total: int, steps: int, quiet: bool = False, done_before: int = 0,
+                 stream: Optional[TextIO] = None, terminal: Optional[bool] = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self.terminal = (self.stream.isatty() if terminal is None else terminal) and not quiet
+        self.total = total + done_before
+        self.done = done_before
+        self.done_before = done_before
+        self.steps = max(1, steps)
+        self.started = time.monotonic()
+        self.running: dict[str, _Combo] = {}
+        self.seen: set[str] = set()
+        self.lock = threading.RLock()
+        self.next_index = done_before
+        self.overall = None
+        if self.terminal:
+            from tqdm import tqdm
+
+            self.overall = tqdm(total=self.total, initial=done_before, desc="combinations",
+                                unit="combo", file=self.stream, position=0, leave=True,
+                                dynamic_ncols=True)
+
+    # -- messages shown once ------------------------------------------------------------
+    def note(self, text: str) -> None:
+        self._once(f"note: {text}")
+
+    def warning(self, text: str) -> None:
+        self._once(f"warning: {text}")
+
+    def _once(self, line: str) -> None:
+        with self.lock:
+            if self.quiet or line in self.seen:
+                return
+            self.seen.add(line)
+            self._write(line)
+
+    # -- a combination's life -------------------------------------------------------------
+    def start(self, name: str) -> None:
+        with self.lock:
+            self.next_index += 1
+            combo = _Combo(name, self.next_index, self.steps)
+            self.running[name] = combo
+            if self.terminal:
+                from tqdm import tqdm
+
+                combo.bar = tqdm(total=self.steps, desc=name, unit="step", file=self.stream,
+                                 position=len(self.running), leave=False, dynamic_ncols=True)
+
+    def event(self, name: str, kind: str, **data) -> None:
+        """``kind`` "phase" (data: phase) or "step" (data: step, d_loss, g_loss)."""
+        with self.lock:
+            combo = self.running.get(name)
+            if combo is None or self.quiet:
+                return
+            if kind == "phase":
+                if data["phase"] == combo.phase:
+                    return
+                combo.phase = data["phase"]
+                if combo.bar is not None:
+                    combo.bar.set_postfix_str(combo.phase, refresh=True)
+                else:
+                    self._plain(combo, combo.phase)
+            elif kind == "step":
+                combo.step = int(data["step"])
+                losses = f"d_loss={data['d_loss']:.3f} g_loss={data['g_loss']:.3f}"
+                if combo.bar is not None:
+                    combo.bar.set_postfix_str(f"{combo.phase} {losses}", refresh=False)
+                    combo.bar.update(combo.step - combo.bar.n)
+                    self._refresh_overall()
+                else:
+                    fraction = combo.step / self.steps
+                    if fraction - combo.last_plain_fraction >= PLAIN_EVERY or \
+                            combo.step == self.steps:
+                        combo.last_plain_fraction = fraction
+                        self._plain(combo, f"step {combo.step}/{self.steps} "
+                                           f"({fraction:.0%}) {losses}")
+
+    def finish(self, name: str, status: str, error: Optional[str] = None) -> None:
+        with self.lock:
+            combo = self.running.pop(name, None)
+            self.done += 1
+            if combo is None:
+                return
+            took = time.monotonic() - combo.started
+            if combo.bar is not None:
+                combo.bar.close()
+                if self.overall is not None:
+                    self.overall.update(1)
+                    self._refresh_overall()
+            elif not self.quiet:
+                self._plain(combo, f"{status} in {_format_duration(took)}")
+            if status != "ok" and not self.quiet:
+                self._write(f"{name}: {status}: {error or ''}".rstrip(": "))
+
+    def close(self) -> None:
+        with self.lock:
+            for combo in self.running.values():
+                if combo.bar is not None:
+                    combo.bar.close()
+            self.running.clear()
+            if self.overall is not None:
+                self.overall.close()
+                self.overall = None
+
+    # -- drawing ----------------------------------------------------------------------------
+    def eta_s(self) -> Optional[float]:
+        """Seconds left for the combinations of this call, or None before any progress."""
+        fraction_done = self.done - self.done_before + sum(
+            c.step / self.steps for c in self.running.values())
+        work = self.total - self.done_before
+        if fraction_done <= 0 or work <= 0:
+            return None
+        elapsed = time.monotonic() - self.started
+        return elapsed * (work - fraction_done) / fraction_done
+
+    def _refresh_overall(self) -> None:
+        if self.overall is not None:
+            self.overall.set_postfix_str(f"ETA {_format_duration(self.eta_s())}", refresh=True)
+
+    def _plain(self, combo: _Combo, text: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._write(f"{stamp} [{combo.index}/{self.total}] {combo.name}: {text} "
+                    f"(run ETA {_format_duration(self.eta_s())})")
+
+    def _write(self, line: str) -> None:
+        if self.terminal:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+
+class Silent(Progress):
+    """A Progress that shows nothing (``--quiet``, and ranks other than 0)."""
+
+    def __init__(self):
+        super().__init__(total=0, steps=1, quiet=True)
