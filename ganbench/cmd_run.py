@@ -42,6 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also evaluate every K steps and write quality curves")
     p.add_argument("--target-fid", type=float, metavar="X",
                    help="record the wall time at which fid_digits first drops below X")
+    p.add_argument("--baseline", choices=["textbook"],
+                   help="also train each architecture with the textbook's own step (fp32, "
+                        "eager, its default loss and kernel) and add speedup_vs_textbook to "
+                        "every row")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="capture each training step once as a CUDA graph and replay it "
+                        "(CUDA only; the row says if capture was impossible and why)")
     p.add_argument("--compile", action="store_true", help="torch.compile the whole G and D")
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile mode for --compile")
@@ -107,6 +114,7 @@ def config_from_args(args: argparse.Namespace):
                      seed=args.seed, dtype=args.dtype, warmup=args.warmup, eval_n=args.eval_n,
                      eval_every=args.eval_every, target_fid=args.target_fid,
                      compile=args.compile, compile_mode=args.compile_mode,
+                     baseline=args.baseline, cuda_graph=args.cuda_graph,
                      options=parse_options(args.option), out=args.out,
                      quiet=args.quiet, isolate=not args.in_process,
                      checkpoint_every=args.checkpoint_every,

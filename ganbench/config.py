@@ -52,6 +52,8 @@ class RunConfig:
     target_fid: Optional[float] = None
     compile: bool = False                       # torch.compile the whole G and D
     compile_mode: str = "default"
+    baseline: Optional[str] = None              # "textbook": add the chapter's step as a row
+    cuda_graph: bool = False                    # capture each step in a CUDA graph
     out: Optional[Path] = None
     quiet: bool = False
     isolate: bool = True                        # one fresh process per combination
@@ -84,6 +86,8 @@ class RunConfig:
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got "
                               f"{self.checkpoint_every!r}")
+        if self.baseline is not None and self.baseline != "textbook":
+            raise ConfigError(f"--baseline must be textbook, got {self.baseline!r}")
         if self.eval_every < 0:
             raise ConfigError(f"--eval-every must be >= 0, got {self.eval_every}")
         _positive("--jobs", self.jobs)

@@ -9,6 +9,7 @@ goes through :mod:`ganbench.atomic`. It reports how far it got through ``report(
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +56,8 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     from ganbench.train import seed_everything, train
 
     registry = get_registry()
+    if combo.step == "textbook":  # the book's loop has no bf16, compile or graphs
+        cfg = dataclasses.replace(cfg, dtype="fp32", compile=False, cuda_graph=False)
     device = cfg.device
     rep = replicas or OneProcess()
     report("phase", phase="building models")
@@ -101,6 +104,11 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     def on_step(step: int, d_loss: float, g_loss: float) -> None:
         report("step", step=step, d_loss=d_loss, g_loss=g_loss)
 
+    graph_off = None
+    if cfg.cuda_graph:
+        from ganbench.steps import why_not_graphable
+
+        graph_off = why_not_graphable(device, replicas is not None, cfg.compile)
     report("phase", phase="training")
     outcome = train(G_run, D_run, loss, batches, steps=cfg.steps, warmup=cfg.warmup,
                     z_dim=defaults.z_dim, g_lr=defaults.g_lr, d_lr=defaults.d_lr,
@@ -111,7 +119,8 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
                     on_eval=rep.on_rank0(on_eval) if metric_names else None,
                     checkpoint_every=cfg.checkpoint_every,
                     on_checkpoint=on_checkpoint,
-                    resume=resume_state)
+                    resume=resume_state, step_kind=combo.step,
+                    cuda_graph=cfg.cuda_graph and graph_off is None)
     row = {"combo": combo.name, "architecture": combo.architecture, "loss": combo.loss,
            "attention": combo.attention, "status": outcome.status,
            "diverged_at": outcome.diverged_at, "resumed_from_step": outcome.resumed_from_step,
@@ -120,7 +129,10 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
            "warmup": cfg.warmup, "z_dim": defaults.z_dim, "g_lr": defaults.g_lr,
            "d_lr": defaults.d_lr, "betas": list(defaults.betas), "seed": cfg.seed,
            "data": data.source, "digits": ",".join(map(str, cfg.digits)) or "all",
-           "n_train": len(data.train), "compile": cfg.compile}
+           "n_train": len(data.train), "compile": cfg.compile, "step": combo.step}
+    if cfg.cuda_graph:  # "on", or "off: <why>" (never a silent fallback)
+        row["cuda_graph"] = outcome.cuda_graph or f"off: {graph_off}"
+        row["capture_s"] = outcome.capture_s
     if outcome.status == "diverged":
         row["error"] = (f"a loss became NaN or inf at step {outcome.diverged_at}; timings "
                         "count only the steps before it")

@@ -28,11 +28,14 @@ class Combination:
     architecture: str
     loss: str
     attention: Optional[str]
+    step: str = "ganbench"  # "textbook": the chapter's own step (--baseline textbook)
 
     @property
     def name(self) -> str:
-        """'sagan+hinge+eager-attn', 'dcgan+bce' (used for file names and table rows)."""
-        return "+".join(p for p in (self.architecture, self.loss, self.attention) if p)
+        """'sagan+hinge+eager-attn', 'dcgan+bce', 'sagan+hinge+eager-attn@textbook' (used for
+        file names and table rows)."""
+        name = "+".join(p for p in (self.architecture, self.loss, self.attention) if p)
+        return name if self.step == "ganbench" else f"{name}@{self.step}"
 
 
 def build_matrix(names: tuple[str, ...], registry: Registry) -> tuple[list[Combination],

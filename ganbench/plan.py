@@ -94,6 +94,12 @@ def make_plan(cfg: RunConfig) -> Plan:
             sizes = ", ".join(map(str, arch.image_sizes))
             raise UserError(f"{combo.architecture} does not build {cfg.image_size}x"
                             f"{cfg.image_size} images; --image-size must be one of {sizes}")
+    if cfg.cuda_graph and not cfg.device.startswith("cuda"):
+        raise UserError(f"--cuda-graph needs a CUDA device; this run is on {cfg.device}")
+    if cfg.baseline:
+        from ganbench.baseline import baseline_combos
+
+        combos = baseline_combos(combos, registry) + combos
     metric_names, metric_notes = choose_metrics(cfg, registry, cfg.device)
     check_kernel_options(cfg, combos, registry)
     data = load_data(cfg, registry)  # fail on bad data before any training

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ganbench import scaleout
+from ganbench.baseline import add_speedups
 from ganbench.execute import RETRYABLE_STATUSES, reference_row
 from ganbench.plan import Plan
 from ganbench.resume import discard_checkpoint_of
@@ -37,7 +38,7 @@ def reference_first(plan: Plan):
 def record(rows: list[dict], row: dict, plan: Plan, run_dir: Path):
     """Add ``row`` in plan order, rewrite the table, then drop the combination's checkpoint
     unless the row is one ``--retry-failed`` may retrain from it. Returns (rows, DataFrame)."""
-    rows = scaleout.in_plan_order(rows + [row], plan.combos)
+    rows = add_speedups(scaleout.in_plan_order(rows + [row], plan.combos))
     df = write_table(rows, run_dir)
     if row.get("status") not in RETRYABLE_STATUSES:
         discard_checkpoint_of(run_dir, _combo_named(plan, row["combo"]))
