@@ -3,10 +3,12 @@
     python scripts/gpu_summary.py OUT_DIR        # prints it and writes OUT_DIR/summary.md
 
 The device tool returns only the end of a command's output, so the answers the issue asks for
-are gathered here from the files the check wrote: which arithmetic fp32 used, the CUDA test
-tally, triton-attn against the best other kernel per shape (per call and per CUDA-graph
-replay), the tile sweep, the profiled kernel durations and the training rows. A missing file
-(a step that was skipped or timed out) is reported as such, never as a number.
+are gathered here from the files the check wrote: the SAGAN step table and the two targets read
+from it (the best configuration's speed against the textbook's step; graphed triton-attn
+against graphed sdpa-attn at every site), the CUDA test tally, triton-attn against the best
+other kernel per shape (per call and per CUDA-graph replay), which arithmetic fp32 used, the
+variant sweep and the training rows. A missing file (a step that was skipped or timed out) is
+reported as such, never as a number.
 """
 
 from __future__ import annotations
@@ -29,14 +31,55 @@ def _fp32(out: Path) -> list[str]:
             f"({'; '.join(errors[:3])})"]
 
 
-def _tests(out: Path) -> list[str]:
-    path = out / "kernel-tests.txt"
+TARGET_SPEEDUP = 3.0  # issue 12: the best SAGAN configuration >= 3x the textbook row (goal 5x)
+
+
+def _step_table(out: Path) -> list[str]:
+    path = out / "step-table" / "step-table.csv"
     if not path.exists():
-        return ["kernel tests: not run"]
+        return ["step table: not run"]
+    df = pd.read_csv(path)
+    cols = [c for c in ("step", "kernel", "dtype", "graph", "status", "step_ms_median",
+                        "img_per_s", "speedup_vs_textbook", "kernels_per_step",
+                        "launch_calls_per_step", "cuda_graph") if c in df]
+    lines = ["step table (SAGAN):", df[cols].to_markdown(index=False, floatfmt=".3g")]
+    ok = df[(df["status"] == "ok") & (df["step"] != "textbook")]
+    if "speedup_vs_textbook" in df and ok["speedup_vs_textbook"].notna().any():
+        best = ok.loc[ok["speedup_vs_textbook"].idxmax()]
+        verdict = "met" if best["speedup_vs_textbook"] >= TARGET_SPEEDUP else "NOT met"
+        lines.append(f"best configuration: {best['kernel']} {best['dtype']}"
+                     f"{' graphed' if best.get('graph') in (True, 'True') else ''} at "
+                     f"{best['speedup_vs_textbook']:.2f}x the textbook step "
+                     f"(target {TARGET_SPEEDUP:g}x: {verdict})")
+    else:
+        lines.append("best configuration: no speedup measured (textbook row missing or failed)")
+    return lines
+
+
+def graphed_triton_vs_sdpa(df: pd.DataFrame) -> pd.DataFrame:
+    """Per site (fwd+bwd): triton-attn's and sdpa-attn's CUDA-graph replay times and their
+    ratio (<= 1: triton-attn at least as fast, the issue's target)."""
+    ok = df[(df["status"] == "ok") & (df["pass"] == "fwd+bwd")]
+    if "graph_median_ms" not in ok:
+        return pd.DataFrame()
+    rows = []
+    for (site, n), part in ok.groupby(["site", "N"], sort=False):
+        t = part[part["kernel"] == "triton-attn"]["graph_median_ms"].dropna()
+        o = part[part["kernel"] == "sdpa-attn"]["graph_median_ms"].dropna()
+        if len(t) and len(o):
+            rows.append(dict(site=site, N=n, triton_graph_ms=t.min(), sdpa_graph_ms=o.min(),
+                             ratio=t.min() / o.min()))
+    return pd.DataFrame(rows)
+
+
+def _tests(out: Path) -> list[str]:
+    path = out / "cuda-tests.txt"
+    if not path.exists():
+        return ["CUDA tests: not run"]
     lines = path.read_text().splitlines()
     tally = [line for line in lines if re.search(r"\d+ (passed|failed)", line)]
     failed = [line.split(" - ")[0] for line in lines if line.startswith("FAILED")]
-    result = [f"kernel tests: {tally[-1].strip('= ') if tally else 'no summary (cut off?)'}"]
+    result = [f"CUDA tests: {tally[-1].strip('= ') if tally else 'no summary (cut off?)'}"]
     result += [f"  {name}" for name in failed[:12]]
     if len(failed) > 12:
         result.append(f"  ... and {len(failed) - 12} more")
@@ -80,18 +123,25 @@ def _bench(out: Path) -> list[str]:
     versus = triton_vs_best_other(df)
     if len(versus):
         lines.append(versus.to_markdown(index=False, floatfmt=".3g"))
+    graphed = graphed_triton_vs_sdpa(df)
+    if len(graphed):
+        slower = graphed[graphed["ratio"] > 1]
+        lines.append("graphed triton-attn vs graphed sdpa-attn, fwd+bwd: "
+                     + ("at least as fast at every site" if slower.empty else
+                        f"slower at {', '.join(slower['site'])}"))
+        lines.append(graphed.to_markdown(index=False, floatfmt=".3g"))
     return lines
 
 
 def _sweep(out: Path) -> list[str]:
     path = out / "bench-sweep.csv"
     if not path.exists():
-        return ["tile sweep: not run"]
+        return ["variant sweep: not run"]
     df = pd.read_csv(path)
     part = df[df["pass"] == "fwd+bwd"].sort_values("median_ms")
     cols = [c for c in ("kernel", "median_ms", "graph_median_ms", "rel_err_max", "status")
             if c in part]
-    return ["tile sweep, N=4096 fwd+bwd, fastest first:",
+    return ["variant sweep, fwd+bwd, fastest first:",
             part[cols].to_markdown(index=False, floatfmt=".3g")]
 
 
@@ -115,13 +165,14 @@ def _train(out: Path) -> list[str]:
     if not path.exists():
         return ["training: no table"]
     df = pd.read_csv(path)
-    cols = [c for c in ("combo", "status", "img_per_s", "step_ms_median", "peak_mem_mib",
-                        "fid_digits") if c in df]
+    cols = [c for c in ("combo", "status", "img_per_s", "step_ms_median", "speedup_vs_textbook",
+                        "cuda_graph", "peak_mem_mib", "fid_digits") if c in df]
     return ["training:", df[cols].to_markdown(index=False, floatfmt=".4g")]
 
 
 def summarize(out: Path) -> str:
-    sections = [_fp32(out), _tests(out), _bench(out), _sweep(out), _ncu(out), _train(out)]
+    sections = [_step_table(out), _tests(out), _bench(out), _fp32(out), _sweep(out), _ncu(out),
+                _train(out)]
     return "\n\n".join("\n".join(s) for s in sections) + "\n"
 
 

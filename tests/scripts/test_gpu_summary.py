@@ -50,7 +50,7 @@ def test_summary_reads_every_file_and_names_what_is_missing(tmp_path, capsys):
     (tmp_path / "fp32-precision.txt").write_text(
         "triton-attn fp32 forward on cuda: ...\n  tf32-qk-rn   4.4e-07\n  ieee   7.1e-04\n"
         "verdict: tf32-qk-rn\n")
-    (tmp_path / "kernel-tests.txt").write_text(
+    (tmp_path / "cuda-tests.txt").write_text(
         "FAILED tests/kernels/test_triton_attn.py::test_x[G16x16-fp32-cuda] - AssertionError\n"
         "==== 1 failed, 40 passed in 50.1s ====\n")
     (tmp_path / "ncu-attention.txt").write_text(
@@ -64,10 +64,36 @@ def test_summary_reads_every_file_and_names_what_is_missing(tmp_path, capsys):
     assert "verdict: tf32-qk-rn" in text and "tf32-qk-rn   4.4e-07" in text
     assert "1 failed, 40 passed" in text and "test_x[G16x16-fp32-cuda]" in text
     assert "_fwd_kernel: Duration us 812.35" in text
-    assert "tile sweep: not run" in text and "training: no table" in text
+    assert "variant sweep: not run" in text and "training: no table" in text
+    assert "step table: not run" in text
+    # graph replay at N=1024: triton 0.08 vs sdpa 0.2; at 4096: 0.32 vs 0.8: faster everywhere
+    assert "at least as fast at every site" in text
     assert "sdpa-attn (CUDNN_ATTENTION)" in text
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
     assert gpu_summary.main([]) == 2
     assert gpu_summary.main([str(tmp_path / "nope")]) == 2
+
+
+def test_step_table_verdict_by_hand(tmp_path):
+    (tmp_path / "step-table").mkdir()
+    pd.DataFrame([
+        dict(step="textbook", kernel="eager-attn", dtype="fp32", graph=False, status="ok",
+             step_ms_median=30.0, img_per_s=2133.0, speedup_vs_textbook=1.0),
+        dict(step="ganbench", kernel="sdpa-attn", dtype="bf16", graph=True, status="ok",
+             step_ms_median=8.0, img_per_s=8000.0, speedup_vs_textbook=3.75),
+        dict(step="ganbench", kernel="triton-attn", dtype="bf16", graph=True, status="failed",
+             step_ms_median=float("nan"), img_per_s=float("nan"),
+             speedup_vs_textbook=float("nan")),
+    ]).to_csv(tmp_path / "step-table" / "step-table.csv", index=False)
+    text = "\n".join(gpu_summary._step_table(tmp_path))
+    assert "sdpa-attn bf16 graphed at 3.75x the textbook step (target 3x: met)" in text
+
+
+def test_graphed_triton_slower_somewhere_is_named():
+    df = _bench_rows()
+    df.loc[(df["kernel"] == "triton-attn") & (df["N"] == 4096), "graph_median_ms"] = 5.0
+    graphed = gpu_summary.graphed_triton_vs_sdpa(df).set_index("N")
+    assert graphed.loc[4096, "ratio"] == pytest.approx(5.0 / 0.8)
+    assert graphed.loc[1024, "ratio"] == pytest.approx(0.1 / 0.2)
