@@ -34,7 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, help="32, 64 or 128 (default: 32 on CPU, 64 on "
                                                   "CUDA)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="fp32", help="fp32 (default) or bf16 (autocast)")
+    p.add_argument("--dtype", default="auto",
+                   help="auto (default: bf16 autocast on CPUs with native bf16, fp32 on other "
+                        "CPUs and on CUDA), fp32, or bf16 (autocast)")
+    p.add_argument("--memory-format", default="channels_last",
+                   choices=["channels_last", "contiguous"],
+                   help="memory format of G's and D's weights and activations (default "
+                        "channels_last)")
     p.add_argument("--warmup", type=int, help="untimed first steps (default min(10, steps/5))")
     p.add_argument("--eval-n", type=int, default=2000, help="generated samples per metric "
                                                             "evaluation (default 2000)")
@@ -111,7 +117,8 @@ def config_from_args(args: argparse.Namespace):
     return RunConfig(plugins=parse_names(args.plugins, "--plugins"), metrics=metrics,
                      data=args.data, digits=parse_digits(args.digits), device=args.device,
                      steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
-                     seed=args.seed, dtype=args.dtype, warmup=args.warmup, eval_n=args.eval_n,
+                     seed=args.seed, dtype=args.dtype,
+                     memory_format=args.memory_format, warmup=args.warmup, eval_n=args.eval_n,
                      eval_every=args.eval_every, target_fid=args.target_fid,
                      compile=args.compile, compile_mode=args.compile_mode,
                      baseline=args.baseline, cuda_graph=args.cuda_graph,

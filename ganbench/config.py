@@ -15,7 +15,12 @@ from typing import Optional
 
 from ganbench.errors import ConfigError
 
-DTYPES = ("fp32", "bf16")
+DTYPES = ("auto", "fp32", "bf16")
+MEMORY_FORMATS = ("channels_last", "contiguous")
+# CPU flags of native bf16 arithmetic (/proc/cpuinfo): there bf16 autocast halved the step
+# (SAGAN 32x32, batch 64, 1 thread, AMD EPYC with avx512_bf16: 1016 -> 550 ms with
+# channels_last; scripts/cpu_step_options.py). Without them oneDNN emulates bf16, slower than fp32.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # Default budgets. A textbook SAGAN step (batch 64, 64x64) takes ~2 s on the project's 2-core
 # CPU and DCGAN ~0.9 s, against ~0.30 s and ~0.18 s at 32x32 (measured 2026-11-28 on the quiet
 # machine). `ganbench run --plugins dcgan,sagan` at 200 steps took 110 s end to end, so the CPU
@@ -45,7 +50,8 @@ class RunConfig:
     batch_size: int = 64
     image_size: Optional[int] = None
     seed: int = 0
-    dtype: str = "fp32"
+    dtype: str = "auto"                         # bf16 on CPUs with native bf16, else fp32
+    memory_format: str = "channels_last"        # of G's and D's weights and activations
     warmup: Optional[int] = None                # None: min(10, steps // 5) untimed steps
     eval_n: int = 2000                          # generated samples scored by the metrics
     eval_every: int = 0                         # 0: evaluate only at the end
@@ -97,6 +103,9 @@ class RunConfig:
                               "cannot be combined with --in-process")
         if self.target_fid is not None and not self.target_fid > 0:
             raise ConfigError(f"--target-fid must be > 0, got {self.target_fid}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"--memory-format must be one of {', '.join(MEMORY_FORMATS)}, "
+                              f"got {self.memory_format!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not _DEVICE.match(self.device):
@@ -199,11 +208,38 @@ def resolve(cfg: RunConfig) -> RunConfig:
     warmup = cfg.warmup if cfg.warmup is not None else min(10, steps // 5)
     if warmup >= steps:
         raise ConfigError(f"--warmup ({warmup}) must be smaller than --steps ({steps})")
-    if cfg.dtype == "bf16" and device == "cpu":
+    dtype = cfg.dtype if cfg.dtype != "auto" else auto_dtype(device)
+    if dtype == "bf16" and device == "cpu":
         import torch
 
         if not torch.backends.mkldnn.is_available():
             raise ConfigError("--dtype bf16 needs oneDNN on the CPU; use --dtype fp32")
     return dataclasses.replace(
-        cfg, device=device, steps=steps, warmup=warmup,
+        cfg, device=device, steps=steps, warmup=warmup, dtype=dtype,
         image_size=cfg.image_size if cfg.image_size is not None else defaults["image_size"])
+
+
+def native_bf16_cpu(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU reports a native bf16 instruction set (Linux's /proc/cpuinfo flags);
+    False when it does not or the file cannot be read (other systems: fp32, the safe side)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+            break
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def auto_dtype(device: str) -> str:
+    """``--dtype auto``: bf16 autocast on a CPU with native bf16, fp32 elsewhere. CUDA stays
+    fp32 so GPU rows keep the textbook's arithmetic unless the user asks for bf16."""
+    if device == "cpu" and native_bf16_cpu():
+        import torch
+
+        if torch.backends.mkldnn.is_available():
+            return "bf16"
+    return "fp32"

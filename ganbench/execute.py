@@ -57,7 +57,8 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
 
     registry = get_registry()
     if combo.step == "textbook":  # the book's loop has no bf16, compile or graphs
-        cfg = dataclasses.replace(cfg, dtype="fp32", compile=False, cuda_graph=False)
+        cfg = dataclasses.replace(cfg, dtype="fp32", compile=False, cuda_graph=False,
+                                  memory_format="contiguous")
     device = cfg.device
     rep = replicas or OneProcess()
     report("phase", phase="building models")
@@ -75,6 +76,9 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     mem = PeakMemory(device, fresh=fresh_process)
     G, D = arch.build(ModelRequest(cfg.image_size, defaults.z_dim, attend=attend))
     G, D = G.to(device), D.to(device)
+    if cfg.memory_format == "channels_last":  # NHWC convs; q, k, v come out (B, N, C)-contiguous
+        G = G.to(memory_format=torch.channels_last)
+        D = D.to(memory_format=torch.channels_last)
     G_run, D_run = rep.wrap(G, D)  # DDP under torchrun; G and D themselves otherwise
     if cfg.compile:
         G_run = torch.compile(G_run, mode=cfg.compile_mode)
@@ -129,7 +133,8 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
            "warmup": cfg.warmup, "z_dim": defaults.z_dim, "g_lr": defaults.g_lr,
            "d_lr": defaults.d_lr, "betas": list(defaults.betas), "seed": cfg.seed,
            "data": data.source, "digits": ",".join(map(str, cfg.digits)) or "all",
-           "n_train": len(data.train), "compile": cfg.compile, "step": combo.step}
+           "n_train": len(data.train), "compile": cfg.compile, "step": combo.step,
+           "memory_format": cfg.memory_format}
     if cfg.cuda_graph:  # "on", or "off: <why>" (never a silent fallback)
         row["cuda_graph"] = outcome.cuda_graph or f"off: {graph_off}"
         row["capture_s"] = outcome.capture_s

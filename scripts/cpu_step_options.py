@@ -4,9 +4,9 @@
 
 Each round times ``--steps`` training steps of every variant in turn (ABCABC...), so load on a
 shared machine falls on all of them alike; the table gives each variant's median step time,
-its p10-p90 spread and the ratio of medians to the first variant. Variants: the plain step;
-channels_last memory format for G, D and the batch; bf16 autocast (native on CPUs with
-AVX512-BF16/AMX); 1 vs 2 intra-op threads.
+its p10-p90 spread and the ratio of medians to the first variant. Variants: the textbook's own
+step (ganbench.steps.textbook_step); ganbench's step; channels_last memory format for G, D and
+the batch; bf16 autocast (native on CPUs with AVX512-BF16/AMX); both; at each thread count.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import torch
 
 from ganbench.registry import get_registry
 from ganbench.specs import ModelRequest
-from ganbench.steps import StepParts, ganbench_step, make_optimizers
+from ganbench.steps import StepParts, ganbench_step, make_optimizers, textbook_step
+
+STEPS = {"textbook": textbook_step, "ganbench": ganbench_step}
 
 
 def build(arch_name: str, image_size: int, channels_last: bool, dtype: str, batch: int):
@@ -49,22 +51,25 @@ def main() -> None:
     args = ap.parse_args()
     variants = {}
     for threads in [int(t) for t in args.threads.split(",")]:
-        variants[f"fp32 {threads}t"] = (threads, False, "fp32")
-        variants[f"fp32 channels_last {threads}t"] = (threads, True, "fp32")
-        variants[f"bf16 autocast {threads}t"] = (threads, False, "bf16")
+        variants[f"textbook fp32 {threads}t"] = ("textbook", threads, False, "fp32")
+        variants[f"ganbench fp32 {threads}t"] = ("ganbench", threads, False, "fp32")
+        variants[f"ganbench channels_last {threads}t"] = ("ganbench", threads, True, "fp32")
+        variants[f"ganbench bf16 {threads}t"] = ("ganbench", threads, False, "bf16")
+        variants[f"ganbench bf16 channels_last {threads}t"] = ("ganbench", threads, True,
+                                                               "bf16")
     built = {k: build(args.arch, args.image_size, cl, dt, args.batch)
-             for k, (_, cl, dt) in variants.items()}
+             for k, (_, _, cl, dt) in variants.items()}
     times = {k: [] for k in variants}
-    for name, (threads, _, _) in variants.items():  # warm-up: one step each
+    for name, (kind, threads, _, _) in variants.items():  # warm-up: one step each
         torch.set_num_threads(threads)
-        ganbench_step(*built[name])
+        STEPS[kind](*built[name])
     for _ in range(args.rounds):
-        for name, (threads, _, _) in variants.items():
+        for name, (kind, threads, _, _) in variants.items():
             torch.set_num_threads(threads)
             parts, real = built[name]
             for _ in range(args.steps):
                 t0 = time.perf_counter()
-                ganbench_step(parts, real)
+                STEPS[kind](parts, real)
                 times[name].append(time.perf_counter() - t0)
     base = np.median(times[next(iter(variants))])
     print(f"{args.arch} {args.image_size}x{args.image_size} batch {args.batch}, "

@@ -52,3 +52,37 @@ def test_cuda_request_without_cuda_is_a_user_error():
 def test_round_trip_through_dict():
     cfg = RunConfig(plugins=("sagan", "hinge"), digits=(3,), metrics=())
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    from ganbench.config import native_bf16_cpu
+
+    with_bf16 = tmp_path / "a"
+    with_bf16.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_bf16 avx_vnni\n")
+    without = tmp_path / "b"
+    without.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f avx512bw\n")
+    assert native_bf16_cpu(str(with_bf16)) is True
+    assert native_bf16_cpu(str(without)) is False
+    assert native_bf16_cpu(str(tmp_path / "missing")) is False
+
+
+def test_dtype_auto_resolves_to_fp32_on_cuda_and_per_cpu(monkeypatch):
+    import ganbench.config as config
+
+    assert config.auto_dtype("cuda") == "fp32" and config.auto_dtype("cuda:1") == "fp32"
+    monkeypatch.setattr(config, "native_bf16_cpu", lambda: True)
+    assert config.auto_dtype("cpu") == "bf16"
+    monkeypatch.setattr(config, "native_bf16_cpu", lambda: False)
+    assert config.auto_dtype("cpu") == "fp32"
+    cfg = config.resolve(config.RunConfig(plugins=("dcgan",), device="cpu"))
+    assert cfg.dtype == "fp32"  # what ran is recorded, never "auto"
+
+
+def test_bad_memory_format_is_refused():
+    import pytest
+
+    from ganbench.config import RunConfig
+    from ganbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--memory-format must be one of"):
+        RunConfig(plugins=("dcgan",), memory_format="nhwc")
