@@ -701,6 +701,9 @@ def check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is an existing file; bench attention writes a "
                           "folder: choose a new folder name")
+    existing = next((p for p in out_dir.absolute().parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"--out {out_dir}: {existing} is a file, not a folder")
     taken = [p.name for p in sorted(out_dir.glob("attention-bench.*"))] if out_dir.is_dir() else []
     if taken:
         raise ConfigError(f"--out {out_dir} already holds {', '.join(taken)}; choose another "

@@ -431,3 +431,23 @@ def test_provenance_of_every_plugin(site, monkeypatch):
     every = reg.provenance()
     assert set(every) == set(reg.get_registry().all_names())
     assert every["fid-digits"] == "built-in"
+
+
+def test_plugins_aligns_long_sources_and_has_json(site, monkeypatch, capsys):
+    long_dist = "fake-a-distribution-with-a-very-long-name"
+    site.add(long_dist, OTHER_PLUGIN)
+    only_load(monkeypatch, GOOD, long_dist)
+    code, out, _ = ganbench(capsys, "plugins", "--device", "cpu")
+    assert code == 0
+    rows = [line for line in out.splitlines()
+            if line.split()[:1] in (["bce"], ["hinge"], ["fake-good-loss"], ["fake-other-loss"])]
+    assert len(rows) == 4
+    # every summary starts in the same column, however long the source
+    starts = {line.index(word) for line in rows for word in ("yes",)}
+    assert len(starts) == 1, rows
+    code, out, _ = ganbench(capsys, "plugins", "--device", "cpu", "--json")
+    data = json.loads(out)
+    by_name = {p["name"]: p for p in data["plugins"]}
+    assert by_name["fake-other-loss"]["source"] == f"{long_dist}==1.0"
+    assert by_name["fake-good-loss"]["runs"] is True and by_name["sagan"]["source"] == "built-in"
+    assert by_name["fid-digits"]["directions"] == {"fid_digits": "lower"}
