@@ -5,7 +5,7 @@ Inputs (both sides must be the same kind):
   ``combo`` (the real-data reference row is left out: it measures the metric, not a model);
 - bench-attention tables (``attention-bench.json``/``.csv`` from ``ganbench bench attention``,
   or its folder); rows are keyed by kernel, site (shape) and pass:
-  ``"sdpa-attn | G 16x16 (N=256) | fwd+bwd"``; the metrics are the median time per call (with
+  ``"sdpa-attn / G 16x16 (N=256) / fwd+bwd"``; the metrics are the median time per call (with
   its p10/p90 and count), the CUDA-graph replay time, the error and the extra memory;
 - pytest-benchmark JSON files (``--benchmark-json``); rows are keyed by benchmark ``name``
   (``fullname`` when names repeat in a file); the metric is the ``median`` time (spread: its
@@ -260,7 +260,7 @@ def bench_key(record: dict) -> str:
     """The row key of a bench-attention row: kernel, site with its N, and pass."""
     n = record.get("N")
     shape = f"{record.get('site')} (N={int(n)})" if not _isna(n) else str(record.get("site"))
-    return f"{record.get('kernel')} | {shape} | {record.get('pass')}"
+    return f"{record.get('kernel')} / {shape} / {record.get('pass')}"
 
 
 def is_bench_table(df: pd.DataFrame) -> bool:
@@ -498,6 +498,10 @@ def regressions(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["verdict"].str.startswith(REGRESSION)]
 
 
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _spread_cell(low: float, high: float, count: float, fmt) -> str:
     if math.isnan(low) or math.isnan(high):
         return ""
@@ -519,6 +523,8 @@ def render(table: pd.DataFrame, fmt: str, key_label: str = "key",
     view = []
     for row in table.to_dict("records"):
         metric = row["metric"]
+        if row["verdict"] == SAME and _blank(row["old"]) and _blank(row["new"]):
+            continue  # measured on neither side (a CUDA-only column on the CPU): no news
         spec = format_of(metric) if metric and metric != "status" else None
         number = spec.fmt if spec else (lambda v: "")
         unit = " (MiB)" if metric.endswith("_bytes") else ""
@@ -543,4 +549,5 @@ def render(table: pd.DataFrame, fmt: str, key_label: str = "key",
     formats = {c: Format(c, as_is, c not in (key_label, "metric", "better", "verdict"))
                for c in df.columns}
     return render_table(df, cols, width=width, keys=[key_label, "metric", "verdict"],
-                        droppable=["fail past", "better"], formats=formats)
+                        droppable=["better", "fail past"], formats=formats,
+                        hint="see them with a wider terminal (COLUMNS=200) or --format csv")

@@ -286,7 +286,8 @@ def non_empty(df, columns: Iterable[str]) -> list[str]:
 
 def render(df, columns: Optional[Sequence[str]] = None, width: Optional[int] = None,
            droppable: Sequence[str] = (), keys: Sequence[str] = (), split: bool = False,
-           formats: Optional[dict[str, Format]] = None, style: str = "github") -> str:
+           formats: Optional[dict[str, Format]] = None, style: str = "github",
+           hint: str = "choose with --columns") -> str:
     """``df[columns]`` as a markdown table for people.
 
     ``columns``: which and in what order (default every column of df); names df lacks are
@@ -298,7 +299,8 @@ def render(df, columns: Optional[Sequence[str]] = None, width: Optional[int] = N
     ``width``, each starting with the ``keys`` columns (which are never dropped).
     ``formats``: column -> Format, overriding :func:`format_of` (e.g. ``as_is`` for cells the
     caller formatted). ``style``: "github" (markdown, for files and pasting) or "simple"
-    (no pipes, two spaces between columns: the terminal, where width is scarce).
+    (no pipes, two spaces between columns: the terminal, where width is scarce). ``hint``
+    ends the note on dropped columns: how to see them.
     """
     cols = [c for c in (columns if columns is not None else list(df.columns)) if c in df.columns]
     if not cols:
@@ -326,7 +328,7 @@ def render(df, columns: Optional[Sequence[str]] = None, width: Optional[int] = N
         import textwrap
 
         note = (f"({len(dropped)} column(s) left out to fit {width} characters: "
-                f"{', '.join(c for c in cols if c in dropped)}; choose with --columns)")
+                f"{', '.join(c for c in cols if c in dropped)}; {hint})")
         out += "\n" + "\n".join(textwrap.wrap(note, width=width, break_on_hyphens=False))
     return out
 

@@ -280,7 +280,7 @@ def test_cli_json_prints_the_file_format_and_compare_reads_two_of_them(tmp_path,
     assert code == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     keys = {r["key"] for r in rows}
-    assert keys == {"eager-attn | tiny (N=16) | fwd", "eager-attn | tiny (N=16) | fwd+bwd"}
+    assert keys == {"eager-attn / tiny (N=16) / fwd", "eager-attn / tiny (N=16) / fwd+bwd"}
     median = [r for r in rows if r["metric"] == "median_ms"]
     assert len(median) == 2 and all(r["old_count"] == 3 and r["new_count"] == 3
                                     for r in median)
