@@ -278,7 +278,7 @@ def _table_html(df: pd.DataFrame) -> str:
     headers, the same formats as the terminal, blanks for missing) plus every other column
     with a direction and the error."""
     from ganbench.results import summary_columns, with_display_columns
-    from ganbench.table import _cells
+    from ganbench.table import cells
 
     view = with_display_columns(df)
     cols = summary_columns(df)
@@ -289,7 +289,7 @@ def _table_html(df: pd.DataFrame) -> str:
              and not view[c].isna().all()]
     if "error" in view:
         extra.append("error")
-    headers, rows, align = _cells(view, cols + extra)
+    headers, rows, align = cells(view, cols + extra)
     head = "".join(f'<th class="text">{html.escape(h)}</th>' if a == "left" and i else
                    f"<th>{html.escape(h)}</th>" for i, (h, a) in enumerate(zip(headers, align)))
     body = []

@@ -234,7 +234,8 @@ def summary_markdown(df: pd.DataFrame, columns: Optional[list[str]] = None,
     ``width``: a terminal's width: the table is drawn without pipes and fitted to it by leaving
     out low-priority columns (named in a note under it); None: markdown with no limit
     (results.md). ``step_ms`` is a display column: the median step with its p10-p90 range.
-    Names df lacks are skipped; check user-typed names first with
+    Names df lacks are skipped and named in a note under the table (``run --columns`` is typed
+    before the table exists); ``report`` checks them first with
     ganbench.table.check_columns(names, display_columns(df)). The runner prints
     ``summary_markdown(df, cfg_columns, width=ganbench.table.terminal_width())``.
     """
@@ -258,7 +259,12 @@ def summary_markdown(df: pd.DataFrame, columns: Optional[list[str]] = None,
         # ...then per-class shares, then the rightmost columns, each named in a note; so a
         # plugin's metric outlives the built-in per-class detail.
         droppable = [c for c in cols if _PER_CLASS.search(c)]
-    return render(view, cols, width=width, keys=["combo"], style=style, droppable=droppable)
+    out = render(view, cols, width=width, keys=["combo"], style=style, droppable=droppable)
+    unknown = [c for c in cols if c not in view.columns]
+    if unknown:  # `run --columns` is typed before the table exists: say so, do not fail late
+        out += (f"\n(no column {', '.join(unknown)} in this table; see `ganbench report RUN_DIR "
+                "--all-columns` for the names)")
+    return out
 
 
 def with_display_columns(df: pd.DataFrame) -> pd.DataFrame:

@@ -231,9 +231,11 @@ def terminal_width() -> int:
     return DEFAULT_WIDTH
 
 
-def _cells(df, columns: Sequence[str], formats: Optional[dict] = None,
+def cells(df, columns: Sequence[str], formats: Optional[dict] = None,
            ) -> tuple[list[str], list[list[str]], list[str]]:
-    """(headers, rows of strings, alignments) with TFLOP/s scaled to GFLOP/s when small."""
+    """(headers, rows of strings, alignments "left"/"right") for ``columns`` of df, each
+    formatted by its Format (``formats`` first); TFLOP/s scaled to GFLOP/s when all < 1.
+    The HTML report builds its table from this too."""
     headers, body, align = [], [], []
     for column in columns:
         spec = (formats or {}).get(column) or format_of(column)
@@ -244,10 +246,10 @@ def _cells(df, columns: Sequence[str], formats: Optional[dict] = None,
             if finite and max(abs(v) for v in finite) < 1:
                 header = "GFLOP/s"
                 values = [None if _float(v) is None else _float(v) * 1000 for v in values]
-        cells = [fmt(v) for v in values]
-        numeric = spec.numeric and all(c == "" or _looks_numeric(c) for c in cells)
+        texts = [fmt(v) for v in values]
+        numeric = spec.numeric and all(t == "" or _looks_numeric(t) for t in texts)
         headers.append(header)
-        body.append(cells)
+        body.append(texts)
         align.append("right" if numeric else "left")
     rows = [list(r) for r in zip(*body)] if body else []
     return headers, rows, align
@@ -307,7 +309,7 @@ def render(df, columns: Optional[Sequence[str]] = None, width: Optional[int] = N
         return "(no columns)"
     if len(df) == 0:
         return "(no rows)"
-    full = _tabulate(*_cells(df, cols, formats), style)
+    full = _tabulate(*cells(df, cols, formats), style)
     if width is None or width_of(full) <= width:
         return full
     keys = [c for c in keys if c in cols]
@@ -323,7 +325,7 @@ def render(df, columns: Optional[Sequence[str]] = None, width: Optional[int] = N
             break
         current.remove(column)
         dropped.append(column)
-        out = _tabulate(*_cells(df, current, formats), style)
+        out = _tabulate(*cells(df, current, formats), style)
     if dropped:
         import textwrap
 
@@ -338,13 +340,13 @@ def _split(df, cols: list[str], keys: list[str], width: int, formats=None,
     rest = [c for c in cols if c not in keys]
     parts, current = [], []
     for column in rest:
-        trial = _tabulate(*_cells(df, keys + current + [column], formats), style)
+        trial = _tabulate(*cells(df, keys + current + [column], formats), style)
         if current and width_of(trial) > width:
-            parts.append(_tabulate(*_cells(df, keys + current, formats), style))
+            parts.append(_tabulate(*cells(df, keys + current, formats), style))
             current = []
         current.append(column)
     if current or not parts:
-        parts.append(_tabulate(*_cells(df, keys + current, formats), style))
+        parts.append(_tabulate(*cells(df, keys + current, formats), style))
     return "\n\n".join(parts)
 
 

@@ -225,3 +225,10 @@ def test_split_repeats_the_key_and_loses_no_column():
         assert f"column_{i} " in out or out.count(f"column_{i}|") or f"column_{i}" in out
     parts = out.split("\n\n")
     assert len(parts) > 1 and all(p.startswith("| combo") for p in parts)
+
+
+def test_run_columns_that_the_table_lacks_are_named_not_fatal():
+    text = summary_markdown(pd.DataFrame(run_rows()), ["combo", "fid_digit", "img_per_s"],
+                            width=120)
+    assert text.splitlines()[0].split() == ["combo", "img/s"]
+    assert "no column fid_digit in this table" in text
