@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from ganbench.table import parse_columns
+
 NAME = "compare"
 HELP = ("compare two run tables, two bench-attention tables or two pytest-benchmark JSON "
         "files and flag regressions")
@@ -30,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated METRIC:+N%% / METRIC:-N%%: exit 1 when METRIC moves "
                         "the bad way by more than N%% (and beyond the noise where spreads are "
                         "known), e.g. 'img_per_s:-10%%,fid_digits:+15%%'")
-    p.add_argument("--metrics", metavar="NAMES",
+    p.add_argument("--metrics", metavar="NAMES", type=parse_columns,
                    help="compare only these comma-separated columns (default: every column "
                         "whose better direction is known)")
     p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown",
@@ -52,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from ganbench.compare import (compare, parse_fail_on, read_side,
                                   refused_metrics, regressions, render, setting_notes)
     from ganbench.errors import UserError
-    from ganbench.table import parse_columns, terminal_width
+    from ganbench.table import terminal_width
 
     thresholds = parse_fail_on(args.fail_on)  # before reading: a typo fails fast
-    metrics = parse_columns(args.metrics) if args.metrics else None
+    metrics = args.metrics
     old, new = read_side(args.old), read_side(args.new)
     table = compare(old, new, thresholds, metrics)
     refused = refused_metrics(table)

@@ -359,7 +359,7 @@ def parse_columns(value: Optional[str]) -> Optional[list[str]]:
     if not names:
         import argparse
 
-        raise argparse.ArgumentTypeError("--columns needs at least one column name")
+        raise argparse.ArgumentTypeError("needs at least one column name")
     return names
 
 
