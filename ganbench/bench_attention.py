@@ -609,6 +609,9 @@ def _progress_line(row: dict) -> str:
 SUMMARY_COLUMNS = ["kernel", "site", "pass", "batch", "N", "Dqk", "Dv", "median_ms", "p10_ms",
                    "p90_ms", "graph_median_ms", "count", "tflops", "gb_per_s", "roofline_pct",
                    "bound", "rel_err_max", "peak_extra_mem_bytes", "backend", "status"]
+# Left out first when the table must fit a terminal (the file and --all-columns keep them).
+DROPPABLE = ["Dqk", "Dv", "batch", "p10_ms", "p90_ms", "count", "gb_per_s", "backend", "bound"]
+JSON_KIND = "ganbench-bench-attention"  # ganbench.compare.BENCH_KIND reads this format
 
 
 def _notes(df: pd.DataFrame) -> list[str]:
@@ -618,9 +621,10 @@ def _notes(df: pd.DataFrame) -> list[str]:
              f"torch {env['torch_version']}, triton {env['triton_version']}, "
              f"commit {env['git_commit']}"]
     methods = df["mem_method"].dropna().unique()
-    lines.append("peak_extra_mem_bytes: " + ("; ".join(methods) if len(methods) else "no row ran"))
-    if "graph_status" in df:
-        note = ("graph_median_ms: per replay of one call captured in a CUDA graph (no host "
+    lines.append("extra MiB (peak_extra_mem_bytes): " + ("; ".join(methods) if len(methods)
+                                                         else "no row ran"))
+    if "graph_status" in df and df["graph_median_ms"].notna().any():
+        note = ("graph ms: per replay of one call captured in a CUDA graph (no host "
                 "launch gaps)")
         failed = df[df["graph_status"] != "ok"]
         if len(failed):
@@ -628,27 +632,82 @@ def _notes(df: pd.DataFrame) -> list[str]:
             note += "; not measured: " + "; ".join(f"{', '.join(kernels)} ({reason})"
                                                    for reason, kernels in reasons.items())
         lines.append(note)
-    if "bound" in df:
-        lines.append("roofline_pct: 100 * max(FLOPs / peak FLOP/s, min bytes / bandwidth, exps / "
-                     "exp rate) / median_ms; bound: the largest term" +
-                     ("" if df["bound"].notna().any() else " (peaks of this device unknown)"))
+    if "bound" in df and df["bound"].notna().any():
+        lines.append("% roofline: 100 * max(FLOPs / peak FLOP/s, min bytes / bandwidth, exps / "
+                     "exp rate) / median time; bound: the largest term")
+    elif "bound" in df:
+        lines.append("% roofline and bound: not shown, the peaks of this device are unknown")
     if "rel_err_max" in df and env["dtype"] in ACCURACY_LIMITS:
-        lines.append("rel_err_max: max ||x - ref|| / ||ref|| over o (fwd) or o, dq, dk, dv "
+        lines.append("rel err: max ||x - ref|| / ||ref|| over o (fwd) or o, dq, dk, dv "
                      "(fwd+bwd) against attend_reference in float64 on fresh inputs; limit for "
                      f"{env['dtype']}: "
                      f"{ACCURACY_LIMITS[env['dtype']]:g}")
     return lines
 
 
-def to_markdown(df: pd.DataFrame, header: str = "") -> str:
-    """The summary columns as a markdown table, after an optional header paragraph and notes
-    on how the columns were measured."""
-    view = df[[c for c in SUMMARY_COLUMNS if c in df.columns]]
-    table = view.to_markdown(index=False, floatfmt=".4g")
+def _shown(df: pd.DataFrame, columns: Optional[Sequence[str]]) -> list[str]:
+    """The requested columns, or the summary ones that have a value in some row (on the CPU
+    the CUDA-graph, roofline and bound columns are empty: left out)."""
+    from ganbench.table import non_empty
+
+    if columns:
+        return [c for c in columns if c in df.columns]
+    return non_empty(df, SUMMARY_COLUMNS)
+
+
+def to_markdown(df: pd.DataFrame, header: str = "",
+                columns: Optional[Sequence[str]] = None) -> str:
+    """The summary columns (those with values) as a markdown table with units in the headers,
+    after an optional header paragraph and notes on how the columns were measured: the text
+    of attention-bench.md."""
+    from ganbench.table import render
+
+    table = render(df, _shown(df, columns)) if len(df) else "(no rows)"
     lines = [header] if header else []
     if len(df):
         lines += _notes(df)
     return "\n\n".join(lines + [table]) + "\n"
+
+
+def to_text(df: pd.DataFrame, columns: Optional[Sequence[str]] = None,
+            width: Optional[int] = None) -> str:
+    """The table for a terminal: notes, then the columns fitted to ``width`` (secondary columns
+    left out first, named in a note)."""
+    from ganbench.table import render
+
+    if not len(df):
+        return "(no rows)"
+    table = render(df, _shown(df, columns), width=width, style="simple",
+                   droppable=() if columns else DROPPABLE, keys=["kernel", "site", "pass"])
+    return "\n".join(_notes(df) + ["", table])
+
+
+def to_json(df: pd.DataFrame, settings: Optional[dict] = None) -> str:
+    """The bench JSON (``attention-bench.json``, ``bench attention --json``):
+    ``{"kind": "ganbench-bench-attention", "settings": {...}, "rows": [...]}``, one row per
+    kernel x site x pass with every column, missing values null. ``ganbench compare`` and
+    ``ganbench report`` read it; rows are keyed by kernel, site and pass."""
+    records = df.astype(object).where(df.notna(), None).to_dict("records")
+    return json.dumps({"kind": JSON_KIND, "settings": dict(settings or {}), "rows": records},
+                      indent=1, default=str) + "\n"
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse (ConfigError, exit 2) an ``--out`` that is an existing file, or a folder that
+    already holds a bench's results: nothing is overwritten. Called before any timing."""
+    from ganbench.errors import ConfigError
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is an existing file; bench attention writes a "
+                          "folder: choose a new folder name")
+    existing = next((p for p in out_dir.absolute().parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"--out {out_dir}: {existing} is a file, not a folder")
+    taken = [p.name for p in sorted(out_dir.glob("attention-bench.*"))] if out_dir.is_dir() else []
+    if taken:
+        raise ConfigError(f"--out {out_dir} already holds {', '.join(taken)}; choose another "
+                          "folder (nothing was overwritten)")
 
 
 def plot_times(df: pd.DataFrame, path: Path) -> None:
@@ -702,14 +761,18 @@ def plot_times(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(df: pd.DataFrame, out_dir: Path, header: str = "") -> dict[str, Path]:
-    """attention-bench.{csv,json,md,png} in ``out_dir`` (csv and json: every column; md: the
-    summary columns); returns the paths by format. No png when no row has a timing."""
+def write_outputs(df: pd.DataFrame, out_dir: Path, header: str = "",
+                  settings: Optional[dict] = None) -> dict[str, Path]:
+    """attention-bench.{csv,json,md,png} in ``out_dir`` (csv and json: every column, the json
+    in :func:`to_json`'s format; md: the summary columns); returns the paths by format. No png
+    when no row has a timing. Each file is written atomically."""
+    from ganbench.results import atomic_write_text
+
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: out_dir / f"attention-bench.{ext}" for ext in ("csv", "json", "md", "png")}
-    df.to_csv(paths["csv"], index=False)
-    df.to_json(paths["json"], orient="records", indent=1)
-    paths["md"].write_text(to_markdown(df, header))
+    atomic_write_text(paths["csv"], df.to_csv(index=False))
+    atomic_write_text(paths["json"], to_json(df, settings))
+    atomic_write_text(paths["md"], to_markdown(df, header))
     if df["median_ms"].notna().any():
         plot_times(df, paths["png"])
     else:

@@ -8,6 +8,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from ganbench.table import parse_columns
+
 NAME = "bench"
 HELP = "micro-benchmark a component on its own (attention kernels)"
 
@@ -40,13 +42,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, help="untimed calls first (default: 5 CUDA, 2 CPU)")
     p.add_argument("--out", type=Path, help="output folder (default "
                                             "results/runs/<time>-bench-attention)")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON (the attention-bench.json format that "
+                        "`ganbench compare` reads) instead of the table; progress stays on "
+                        "stderr")
+    p.add_argument("--columns", type=parse_columns, metavar="NAMES",
+                   help="comma-separated columns of the printed table (default: the summary "
+                        "columns that have values, fitted to the terminal)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: batch {QUICK['batch']}, {QUICK['repeats']} repeats")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.bench_attention import (SHAPE_SETS, parse_variant, plan_kernels, run_benchmark,
-                                          to_markdown, write_outputs)
+    from ganbench.bench_attention import (SHAPE_SETS, SUMMARY_COLUMNS, check_out_dir,
+                                          parse_variant, plan_kernels, run_benchmark, to_json,
+                                          to_text, write_outputs)
     from ganbench.config import parse_options, resolve_device
     from ganbench.errors import ConfigError
 
@@ -59,6 +69,14 @@ def run(args: argparse.Namespace) -> int:
             settings[key] = getattr(args, key)
     if settings["batch"] < 1 or settings["repeats"] < 1 or settings["warmup"] < 0:
         raise ConfigError("--batch and --repeats must be >= 1, --warmup >= 0")
+    out = args.out or Path("results/runs") / (datetime.now().strftime("%Y%m%d-%H%M%S")
+                                             + "-bench-attention")
+    check_out_dir(out)  # before any timing: nothing is overwritten
+    if args.columns:
+        unknown = [c for c in args.columns if c not in SUMMARY_COLUMNS]
+        if unknown:
+            raise ConfigError(f"--columns: no column {', '.join(unknown)}; choose from "
+                              + ", ".join(SUMMARY_COLUMNS))
     names = None
     if args.kernels:
         names = [k.strip() for k in args.kernels.split(",") if k.strip()]
@@ -67,22 +85,28 @@ def run(args: argparse.Namespace) -> int:
     kernels = plan_kernels(names, parse_options(args.option),
                            [parse_variant(text) for text in args.variant])
 
+    # Progress and skips go to stderr: stdout is the table (or the JSON with --json).
     df, skipped = run_benchmark(device, settings["dtype"], settings["batch"],
                                 SHAPE_SETS[settings["shapes"]], kernels=kernels,
-                                repeats=settings["repeats"], warmup=settings["warmup"])
+                                repeats=settings["repeats"], warmup=settings["warmup"],
+                                echo=lambda line: print(line, file=sys.stderr, flush=True))
     if df.empty:
         print("no attention kernel can run on this device:", file=sys.stderr)
         for name, reason in skipped:
             print(f"  {name}: {reason}", file=sys.stderr)
         return 1
-    out = args.out or Path("results/runs") / (datetime.now().strftime("%Y%m%d-%H%M%S")
-                                             + "-bench-attention")
     command = "ganbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     header = f"command: `{command}`"
     if skipped:
         header += "\n\nskipped: " + "; ".join(f"{n} ({r})" for n, r in skipped)
-    paths = write_outputs(df, out, header)
-    print()
-    print(to_markdown(df, header))
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    recorded = dict(settings, device=device, command=command,
+                    skipped=[{"kernel": n, "reason": r} for n, r in skipped])
+    paths = write_outputs(df, out, header, recorded)
+    if args.json:
+        print(to_json(df, recorded), end="")
+    else:
+        from ganbench.table import terminal_width
+
+        print(to_text(df, args.columns, width=terminal_width()))
+    print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0 if (df["status"] == "ok").all() else 1

@@ -24,7 +24,7 @@ from typing import Optional
 import pandas as pd
 
 from ganbench.compare import HIGHER, REFERENCE_STATUS, direction
-from ganbench.results import SUMMARY_COLUMNS, atomic_write_text, read_table
+from ganbench.results import atomic_write_text, read_table
 
 MIB = 2 ** 20
 
@@ -174,9 +174,23 @@ def read_curves(run_dir: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
-def curves_chart(curves: dict[str, pd.DataFrame]) -> Optional[str]:
+def reference_values(df: pd.DataFrame) -> dict[str, float]:
+    """metric -> the real-data row's value (held-out digits against held-out digits)."""
+    if "status" not in df:
+        return {}
+    ref = df[df["status"] == REFERENCE_STATUS]
+    if not len(ref):
+        return {}
+    row = ref.iloc[0]
+    return {c: float(row[c]) for c in df.columns if direction(c) and _finite(row[c])}
+
+
+def curves_chart(curves: dict[str, pd.DataFrame],
+                 reference: Optional[dict[str, float]] = None) -> Optional[str]:
     """One panel per quality metric (those with a direction), one line per combination,
-    against training step. Base64 PNG, or None when no curve has a metric column."""
+    against training step, and the real data's value as a dashed reference line where the
+    run has one. Base64 PNG, or None when no curve has a metric column."""
+    reference = reference or {}
     metrics = []
     for df in curves.values():
         for column in df.columns:
@@ -192,6 +206,9 @@ def curves_chart(curves: dict[str, pd.DataFrame]) -> Optional[str]:
         for combo, df in curves.items():
             if metric in df and "step" in df:
                 ax.plot(df["step"], df[metric], marker="o", markersize=3, label=combo)
+        if metric in reference:
+            ax.axhline(reference[metric], color="0.35", linestyle="--", linewidth=1.2,
+                       label="real data")
         better = "lower" if direction(metric) == "lower" else "higher"
         ax.set_title(f"{metric} ({better} is better)", fontsize=9)
         ax.set_xlabel("training step")
@@ -199,7 +216,12 @@ def curves_chart(curves: dict[str, pd.DataFrame]) -> Optional[str]:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles, labels = [], []
+    for ax in axes.flat:  # the union: the reference line may be on some panels only
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
     fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8,
                bbox_to_anchor=(0.5, -0.02 - 0.03 * math.ceil(len(labels) / 3)))
     fig.suptitle("Sample quality during training")
@@ -211,15 +233,32 @@ def curves_chart(curves: dict[str, pd.DataFrame]) -> Optional[str]:
 # The page
 # ------------------------------------------------------------------------------------------
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222;
+       padding: 0 1em; }
+.scroll { overflow-x: auto; max-width: 100%; border: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.85em; white-space: nowrap; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+th { background: #f2f2f2; position: sticky; top: 0; }
+td:first-child, th:first-child { text-align: left; position: sticky; left: 0;
+                                 background: #fafafa; }
+td.text, th.text { text-align: left; } td.text { white-space: normal; min-width: 6em; }
+dl.settings { display: flex; flex-wrap: wrap; gap: 0.3em 1.4em; font-size: 0.95em;
+              margin: 0.5em 0 0.6em; }
+dl.settings div { display: flex; gap: 0.4em; }
+dl.settings dt { font-weight: 600; } dl.settings dd { margin: 0; }
 .grid { display: flex; flex-wrap: wrap; gap: 1.2em; }
 figure { margin: 0; } figcaption { font-size: 0.85em; text-align: center; }
+img { max-width: 100%; }
 img.pixel { image-rendering: pixelated; width: 280px; }
 .bad { color: #b00; }
 """
+
+# Run settings shown under the title: (config.json key, label). Rows carry the same values,
+# used when config.json is missing (a results.json copied on its own).
+SETTINGS = (("plugins", "plugins"), ("steps", "steps"), ("batch_size", "batch"),
+            ("image_size", "image size"), ("device", "device"), ("dtype", "dtype"),
+            ("seed", "seed"), ("data", "data"), ("digits", "digits"), ("eval_n", "metric n"),
+            ("eval_every", "eval every"), ("compile", "compile"))
 
 
 def _embed_file(path: Path) -> Optional[str]:
@@ -235,16 +274,59 @@ def _img(data: str, alt: str, cls: str = "") -> str:
 
 
 def _table_html(df: pd.DataFrame) -> str:
-    view = df.copy()
-    if "peak_mem_bytes" in view:
-        view["peak_mem_mib"] = view["peak_mem_bytes"] / MIB
-    cols = [c for c in SUMMARY_COLUMNS if c in view.columns]
-    extra = [c for c in view.columns if c not in cols and direction(c) and c != "peak_mem_bytes"
-             and c != "peak_mem_delta_bytes"]
+    """The run's table in a horizontally scrolling box: the summary's columns (units in the
+    headers, the same formats as the terminal, blanks for missing) plus every other column
+    with a direction and the error."""
+    from ganbench.results import summary_columns, with_display_columns
+    from ganbench.table import cells
+
+    view = with_display_columns(df)
+    cols = summary_columns(df)
+    if "status" in view and "status" not in cols:
+        cols.insert(1, "status")
+    extra = [c for c in view.columns if c not in cols and direction(c)
+             and not c.startswith("step_ms") and c != "peak_mem_delta_bytes"
+             and not view[c].isna().all()]
     if "error" in view:
         extra.append("error")
-    return view[cols + extra].to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}",
-                                      border=0)
+    headers, rows, align = cells(view, cols + extra)
+    head = "".join(f'<th class="text">{html.escape(h)}</th>' if a == "left" and i else
+                   f"<th>{html.escape(h)}</th>" for i, (h, a) in enumerate(zip(headers, align)))
+    body = []
+    for row in rows:
+        cells = "".join(
+            f'<td class="text">{html.escape(v)}</td>' if a == "left" and i else
+            f"<td>{html.escape(v)}</td>" for i, (v, a) in enumerate(zip(row, align)))
+        body.append(f"<tr>{cells}</tr>")
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def read_config(run_dir: Path) -> dict:
+    """The run's config.json, or {} when it is missing or unreadable."""
+    try:
+        data = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _settings_html(df: pd.DataFrame, config: dict) -> str:
+    """The run's settings as a definition list: from config.json, else from the rows."""
+    items = []
+    for key, label in SETTINGS:
+        value = config.get(key)
+        if value is None and key in df:
+            values = sorted({str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+                             for v in df[key].dropna()})
+            value = ", ".join(values) if values else None
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value)
+        items.append(f"<div><dt>{html.escape(label)}</dt><dd>{html.escape(str(value))}</dd>"
+                     "</div>")
+    return f'<dl class="settings">{"".join(items)}</dl>' if items else ""
 
 
 def _environment(df: pd.DataFrame) -> str:
@@ -279,6 +361,7 @@ def build_html(run_dir: Path) -> str:
     models = _models(df)
     combos = [str(c) for c in models["combo"]] if "combo" in models else []
     parts = [f"<h1>ganbench run {html.escape(run_dir.resolve().name)}</h1>",
+             _settings_html(df, read_config(run_dir)),
              f"<p>{_environment(df)}</p>"]
     failed = models[models["status"] != "ok"] if "status" in models else models.iloc[0:0]
     if len(failed):
@@ -289,9 +372,12 @@ def build_html(run_dir: Path) -> str:
     if charts:
         parts.append("<h2>Speed and memory</h2>")
         parts += [_img(c, "bar chart") for c in charts]
-    curve_png = curves_chart(read_curves(run_dir))
+    curve_png = curves_chart(read_curves(run_dir), reference_values(df))
     if curve_png:
-        parts += ["<h2>Quality over training</h2>", _img(curve_png, "quality curves")]
+        parts += ["<h2>Quality over training</h2>",
+                  "<p>Dashed line: the real held-out digits scored against other held-out "
+                  "digits (the value a perfect generator would reach).</p>",
+                  _img(curve_png, "quality curves")]
     parts.append(_image_section("Samples (same noise for every combination)", run_dir,
                                 "samples", combos, cls="pixel"))
     parts.append(_image_section("Attention maps", run_dir, "attention", combos))

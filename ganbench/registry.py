@@ -44,8 +44,11 @@ HOOKS = {
 }
 
 # Environment variables that choose which third-party plugins load (built-ins always load).
-LOAD_ENV = "GANBENCH_LOAD_PLUGINS"    # comma-separated distribution names; empty = none
-BLOCK_ENV = "GANBENCH_BLOCK_PLUGINS"  # comma-separated plugin or distribution names to skip
+# Each takes comma-separated names of plugins (a spec's name: "lsgan"), entry points or
+# distributions ("ganbench-extra-losses"); names matching nothing are reported in one warning.
+LOAD_ENV = "GANBENCH_LOAD_PLUGINS"    # only these; set but empty = no third-party plugin
+BLOCK_ENV = "GANBENCH_BLOCK_PLUGINS"  # skip these (blocking wins over loading)
+BUILT_IN = "built-in"
 
 
 class PluginWarning(UserWarning):
@@ -72,6 +75,7 @@ class Registry:
     entries: dict[str, dict[str, Entry]] = field(
         default_factory=lambda: {kind: {} for kind in SPEC_KINDS})
     broken: list[tuple[str, str]] = field(default_factory=list)  # (plugin or dist, reason)
+    blocked: list[tuple[str, str]] = field(default_factory=list)  # (plugin name, source)
 
     def specs(self, kind: str) -> dict:
         """name -> spec for one kind."""
@@ -106,6 +110,19 @@ class Registry:
         what = "plugin" if len(kinds) > 1 else f"{kinds[0]} plugin"
         raise UnknownPluginError(f"unknown {what} {name!r}; {hint}available: {', '.join(known)}")
 
+    def provenance(self, names: Optional[Iterable[str]] = None) -> dict[str, str]:
+        """Plugin name -> where it came from: ``"built-in"`` or ``"distribution==version"``.
+
+        ``names``: the plugins to report (default every registered one); a name this registry
+        does not know maps to ``"unknown"``. What a run records for each plugin it used."""
+        if names is None:
+            names = self.all_names()
+        out = {}
+        for name in names:
+            kind = self.kind_of(name)
+            out[name] = self.entries[kind][name].source if kind else "unknown"
+        return out
+
     def add(self, kind: str, spec: Any, source: str) -> None:
         expected = SPEC_KINDS[kind]
         if not isinstance(spec, expected):
@@ -133,6 +150,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
+def _selection() -> tuple[Optional[set[str]], set[str]]:
+    """(names in GANBENCH_LOAD_PLUGINS or None when unset, names in GANBENCH_BLOCK_PLUGINS)."""
+    return (_split_env(LOAD_ENV) if LOAD_ENV in os.environ else None), _split_env(BLOCK_ENV)
+
+
+def _ep_names(ep: Any) -> set[str]:
+    """The normalised names an entry point answers to: its own and its distribution's."""
+    dist = getattr(ep, "dist", None)
+    return {_normalize(ep.name)} | ({_normalize(dist.name)} if dist is not None else set())
+
+
 def _plugin_name_and_source(ep: Any) -> tuple[str, str]:
     """(name to register the entry point under, 'dist==version' for the source column).
 
@@ -153,12 +181,23 @@ def _entry_point_dists() -> dict[str, str]:
     return dict(_plugin_name_and_source(ep) for ep in entry_points(group="ganbench"))
 
 
+def _entry_point_names() -> dict[str, set[str]]:
+    """Registered plugin name -> the normalised entry-point and distribution names."""
+    from importlib.metadata import entry_points
+
+    return {_plugin_name_and_source(ep)[0]: _ep_names(ep)
+            for ep in entry_points(group="ganbench")}
+
+
 def make_plugin_manager(load_entrypoints: bool = True) -> tuple[pluggy.PluginManager, list]:
     """A PluginManager with the built-ins and (optionally) the entry-point plugins registered.
 
     Returns the manager and a list of (plugin or distribution, reason) for plugins that failed
     to load. ``GANBENCH_LOAD_PLUGINS`` limits entry points to the named distributions (set it
     empty to load none); ``GANBENCH_BLOCK_PLUGINS`` skips the named entry points/distributions.
+    A name in either that is no entry point or distribution may be a plugin (spec) name:
+    :func:`collect` applies those, so an entry point is imported when LOAD names a plugin it
+    might provide, and blocked plugins are left out at registration.
     """
     pm = pluggy.PluginManager("ganbench")
     pm.add_hookspecs(hookspecs)
@@ -170,12 +209,15 @@ def make_plugin_manager(load_entrypoints: bool = True) -> tuple[pluggy.PluginMan
 
     from importlib.metadata import entry_points
 
-    only = _split_env(LOAD_ENV) if LOAD_ENV in os.environ else None
-    blocked = _split_env(BLOCK_ENV)
-    for ep in entry_points(group="ganbench"):
-        dist = getattr(ep, "dist", None)
-        names = {_normalize(ep.name)} | ({_normalize(dist.name)} if dist is not None else set())
-        if only is not None and not names & only:
+    only, blocked = _selection()
+    eps = list(entry_points(group="ganbench"))
+    package_names = set().union(*(_ep_names(ep) for ep in eps)) if eps else set()
+    # LOAD names that are no entry point or distribution may name plugins inside one: then
+    # every entry point must be imported to find them (collect keeps only the named plugins).
+    load_by_plugin = only is not None and bool(only - package_names)
+    for ep in eps:
+        names = _ep_names(ep)
+        if only is not None and not names & only and not load_by_plugin:
             continue
         plugin_name, label = _plugin_name_and_source(ep)
         if names & blocked or pm.has_plugin(plugin_name):
@@ -200,6 +242,9 @@ def collect(pm: pluggy.PluginManager, broken: Optional[list] = None) -> Registry
     """Call every register hook of every plugin in ``pm`` and gather the specs."""
     registry = Registry(broken=list(broken or []))
     dists = _entry_point_dists()
+    package_names = _entry_point_names()
+    only, blocked = _selection()
+    seen_names: set[str] = set()
     # Plugins register in the order they were added (built-ins first), not in pluggy's call
     # order: a third party's tryfirst/trylast must not let it take a built-in's name.
     order = {name: i for i, (name, _) in enumerate(pm.list_name_plugin())}
@@ -207,10 +252,19 @@ def collect(pm: pluggy.PluginManager, broken: Optional[list] = None) -> Registry
         impls = getattr(pm.hook, hook_name).get_hookimpls()
         for impl in sorted(impls, key=lambda impl: order[impl.plugin_name]):
             plugin_name = impl.plugin_name
-            source = "built-in" if plugin_name in DEFAULT_PLUGINS else dists.get(plugin_name,
-                                                                                 plugin_name)
+            source = BUILT_IN if plugin_name in DEFAULT_PLUGINS else dists.get(plugin_name,
+                                                                               plugin_name)
+            third_party = source != BUILT_IN and plugin_name in package_names
+            loaded_whole = only is None or bool(package_names.get(plugin_name, set()) & only)
 
-            def register(spec: Any, _kind: str = kind, _source: str = source) -> None:
+            def register(spec: Any, _kind: str = kind, _source: str = source,
+                         _selected: bool = third_party, _whole: bool = loaded_whole) -> None:
+                name = _normalize(getattr(spec, "name", "") or "")
+                seen_names.add(name)
+                if _selected and (name in blocked or not (_whole or name in only)):
+                    if name in blocked:
+                        registry.blocked.append((spec.name, _source))
+                    return
                 registry.add(_kind, spec, _source)
 
             try:
@@ -222,7 +276,36 @@ def collect(pm: pluggy.PluginManager, broken: Optional[list] = None) -> Registry
                 registry.broken.append((source, reason))
                 warnings.warn(f"ganbench plugin {source} is broken: {reason}", PluginWarning,
                               stacklevel=2)
+    _warn_unmatched(only, blocked, seen_names, set().union(*package_names.values())
+                    if package_names else set(), registry)
     return registry
+
+
+def _warn_unmatched(only: Optional[set[str]], blocked: set[str], plugin_names: set[str],
+                    package_names: set[str], registry: Registry) -> None:
+    """One PluginWarning naming what GANBENCH_LOAD/BLOCK_PLUGINS asked for that matched no
+    plugin, entry point or distribution (a typo must not pass silently), and one naming
+    built-ins in GANBENCH_BLOCK_PLUGINS (they always load)."""
+    builtin = {_normalize(n) for kind in registry.entries.values()
+               for n, e in kind.items() if e.source == BUILT_IN}
+    known = (plugin_names | package_names)
+    problems = []
+    for env, names in ((LOAD_ENV, only or set()), (BLOCK_ENV, blocked)):
+        unknown = sorted(names - known)
+        if unknown:
+            problems.append(f"{env} names no installed plugin or distribution: "
+                            f"{', '.join(unknown)}")
+    fixed = sorted(blocked & builtin)
+    if fixed:
+        problems.append(f"{BLOCK_ENV}: {', '.join(fixed)} built in and always load")
+    if problems:
+        warnings.warn("; ".join(problems), PluginWarning, stacklevel=3)
+
+
+def provenance(names: Optional[Iterable[str]] = None) -> dict[str, str]:
+    """Plugin name -> ``"built-in"`` or ``"distribution==version"``, from the process-wide
+    registry (see :meth:`Registry.provenance`); for a run's rows and config.json."""
+    return get_registry().provenance(names)
 
 
 def why_unavailable(spec: Any, device: str) -> Optional[str]:

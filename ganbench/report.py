@@ -74,31 +74,51 @@ def centre_attention(G: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, list[
     return images, out
 
 
+def layer_label(index: int, count: int, name: str, module: nn.Module, side: int) -> str:
+    """A readable title for one attention layer's map: which of the model's attention layers
+    it is, the feature map it attends over, and the module's path for reference, e.g.
+    'attention 1 of 2: 16x16 map (N=256)' / 'SelfAttention at hidden.2'."""
+    return (f"attention {index} of {count}: {side}x{side} map (N={side * side})\n"
+            f"{type(module).__name__} at {name or 'the model'}")
+
+
 def save_attention_figure(G: nn.Module, z: torch.Tensor, path: Path, title: str) -> Path | None:
-    """Sample images with each attention layer's centre-pixel map beside them; None if G has
-    no attention layers."""
+    """Sample images with each attention layer's centre-pixel map beside them, each map with
+    a colour bar of its weights times N (the weights sum to 1 over the map, so 1 means
+    uniform attention); None if G has no attention layers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     images, maps = centre_attention(G, z)
     if not maps:
         return None
+    modules = dict(attention_modules(G))
     rows = images.shape[0]
     cols = 1 + len(maps)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 2.4 * rows + 0.5), squeeze=False)
     for r in range(rows):
         axes[r, 0].imshow(to_uint8(images[r:r + 1])[0], cmap="gray", vmin=0, vmax=255)
         s = images.shape[-1]
         axes[r, 0].plot([s / 2 - 0.5], [s / 2 - 0.5], "r+", markersize=10)
         if r == 0:
-            axes[r, 0].set_title("sample (+ = query)", fontsize=8)
+            axes[r, 0].set_title("generated sample\n(+ = the query pixel)", fontsize=8)
         for c, (name, m) in enumerate(maps, start=1):
-            axes[r, c].imshow(m[r].numpy(), cmap="viridis")
+            # Weights times N: 1 is uniform attention, 10 is ten times the uniform share;
+            # readable at every N (raw weights are ~1/N: 0.0039 at 16x16).
+            n = m.shape[-1] * m.shape[-2]
+            shown = axes[r, c].imshow(m[r].numpy() * n, cmap="viridis")
+            bar = fig.colorbar(shown, ax=axes[r, c], fraction=0.046, pad=0.04,
+                               format=matplotlib.ticker.FormatStrFormatter("%.3g"))
+            bar.ax.tick_params(labelsize=6)
+            if c == cols - 1:
+                bar.set_label("weight x N (1 = uniform)", fontsize=7)
             if r == 0:
                 side = m.shape[-1]
-                axes[r, c].set_title(f"{name}\n{side}x{side}, N={side * side}", fontsize=8)
+                axes[r, c].set_title(layer_label(c, len(maps), name, modules[name], side),
+                                     fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

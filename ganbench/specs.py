@@ -180,10 +180,35 @@ class Metric:
 
 @dataclass(frozen=True)
 class MetricSpec(PluginSpec):
-    """A sample-quality metric: ``factory()`` returns a :class:`Metric`."""
+    """A sample-quality metric: ``factory()`` returns a :class:`Metric`.
+
+    ``directions`` says which way is better for each column the metric writes: a mapping (or
+    pairs) of column name or shell pattern to ``"lower"`` or ``"higher"``, e.g.
+    ``{"fid_digits": "lower"}`` or ``{"prdc_*": "higher"}``. ``ganbench compare`` compares
+    only columns with a direction (so ``--fail-on my_score:+5%`` needs one), and the run's
+    table shows them by default. Stored as a tuple of (pattern, way) pairs, so the spec stays
+    hashable.
+    """
 
     factory: Callable[[], Metric]
     why_unavailable: Callable[[str], Optional[str]] = always_available
+    directions: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        pairs = self.directions
+        if isinstance(pairs, Mapping):
+            pairs = tuple(pairs.items())
+        try:
+            pairs = tuple((str(pattern), way) for pattern, way in pairs)
+        except (TypeError, ValueError):
+            raise ValueError(f"metric {self.name!r}: directions must map column names to "
+                             "'lower' or 'higher'") from None
+        for pattern, way in pairs:
+            if way not in ("lower", "higher") or not pattern.strip():
+                raise ValueError(f"metric {self.name!r}: direction of {pattern!r} is {way!r}; "
+                                 "use 'lower' or 'higher'")
+        object.__setattr__(self, "directions", pairs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -352,16 +352,23 @@ class FidInception(Metric):
 def ganbench_register_metrics(register):
     register(MetricSpec(name="fid-digits", factory=FidDigits,
                         summary="Frechet distance on digit-classifier features (not Inception FID)",
-                        why_unavailable=_classifier_unavailable))
+                        why_unavailable=_classifier_unavailable,
+                        directions={"fid_digits": "lower"}))
     register(MetricSpec(name="is-digits", factory=IsDigits,
                         summary="Inception-Score analogue from the digit classifier's softmax",
-                        why_unavailable=_classifier_unavailable))
+                        why_unavailable=_classifier_unavailable,
+                        # Higher is better only up to the real data's value: for a digit
+                        # subset a higher IS than real means samples of other digits.
+                        directions={"is_digits": "higher"}))
     register(MetricSpec(name="prdc", factory=Prdc,
                         summary="Precision/recall (k=3) and density/coverage (k=5) on "
-                        "classifier features", why_unavailable=_classifier_unavailable))
+                        "classifier features", why_unavailable=_classifier_unavailable,
+                        directions={"prdc_*": "higher"}))
     register(MetricSpec(name="modes", factory=Modes,
                         summary="Digit classes produced, class shares and KL to the real shares",
-                        why_unavailable=_classifier_unavailable))
+                        why_unavailable=_classifier_unavailable,
+                        directions={"modes_covered": "higher", "modes_kl": "lower"}))
     register(MetricSpec(name="fid-inception", factory=FidInception,
                         summary="Inception FID via torch-fidelity, from local weights only",
-                        why_unavailable=_inception_unavailable))
+                        why_unavailable=_inception_unavailable,
+                        directions={"fid_inception": "lower"}))

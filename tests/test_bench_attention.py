@@ -245,14 +245,65 @@ def test_cli_writes_csv_json_markdown_and_plot(tmp_path, capsys, monkeypatch):
     code = main(["bench", "attention", "--device", "cpu", "--quick", "--kernels", "eager-attn",
                  "--out", str(tmp_path)])
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "| kernel" in printed and "command: `ganbench" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    header = next(line for line in printed.splitlines() if line.startswith("kernel"))
+    assert "ms" in header.split() and "GFLOP/s" in header  # units; TFLOP/s < 1 shown as GFLOP/s
+    assert "nan" not in printed
+    # On the CPU the CUDA-graph and roofline columns are empty: left out, not printed as nan.
+    assert "graph ms" not in header and "roofline" not in header
+    assert "eager-attn" in captured.err  # progress lines go to stderr, the table to stdout
     csv = pd.read_csv(tmp_path / "attention-bench.csv")
     assert len(csv) == len(TINY) * len(bench.PASSES) and (csv["batch"] == 2).all()
-    records = json.loads((tmp_path / "attention-bench.json").read_text())
+    data = json.loads((tmp_path / "attention-bench.json").read_text())
+    assert data["kind"] == "ganbench-bench-attention" and data["settings"]["batch"] == 2
+    records = data["rows"]
     assert len(records) == len(csv) and math.isclose(records[0]["flops"], csv["flops"][0])
-    assert (tmp_path / "attention-bench.md").read_text().count("| eager-attn") == len(csv)
+    assert records[0]["graph_median_ms"] is None  # JSON null, not NaN
+    md = (tmp_path / "attention-bench.md").read_text()
+    assert md.count("| eager-attn") == len(csv) and "command: `ganbench" in md
     assert (tmp_path / "attention-bench.png").stat().st_size > 10_000
+
+
+def test_cli_json_prints_the_file_format_and_compare_reads_two_of_them(tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setattr(bench, "SHAPE_SETS", {**bench.SHAPE_SETS, "textbook": TINY[:1]})
+    args = ["bench", "attention", "--device", "cpu", "--quick", "--kernels", "eager-attn",
+            "--json"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    printed = json.loads(capsys.readouterr().out)  # stdout is pure JSON
+    assert printed == json.loads((tmp_path / "a" / "attention-bench.json").read_text())
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    # compare: both folders, keyed by kernel + site (N) + pass, one row per metric
+    code = main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    keys = {r["key"] for r in rows}
+    assert keys == {"eager-attn / tiny (N=16) / fwd", "eager-attn / tiny (N=16) / fwd+bwd"}
+    median = [r for r in rows if r["metric"] == "median_ms"]
+    assert len(median) == 2 and all(r["old_count"] == 3 and r["new_count"] == 3
+                                    for r in median)
+    # report reads it too
+    assert main(["report", str(tmp_path / "a" / "attention-bench.json")]) == 0
+    assert "eager-attn" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make_out", [
+    lambda p: (p / "file.txt").write_text("keep me") and p / "file.txt",
+    lambda p: (p / "done").mkdir() or (p / "done" / "attention-bench.json").write_text(
+        "keep me") and p / "done",
+])
+def test_out_that_would_overwrite_is_one_line_exit_2_and_nothing_written(tmp_path, capsys,
+                                                                          make_out):
+    out = make_out(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code = main(["bench", "attention", "--device", "cpu", "--quick", "--kernels", "eager-attn",
+                 "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("ganbench: error: --out")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_plot_marks_cuda_graph_times(tmp_path, monkeypatch):

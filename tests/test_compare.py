@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -237,3 +238,127 @@ def test_differing_settings_are_noted_not_fatal(tmp_path, capsys):
     assert "batch_size differs: 64 in old, 16 in new (2 row(s)" in err
     assert main(["compare", str(old), str(same)]) == 0
     assert "differs" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# Spreads and noise, quality tags, plugin directions, display, closed pipes
+# ------------------------------------------------------------------------------------------
+def timed(median, p10, p90, n=100, **extra):
+    return {"step_ms_median": median, "step_ms_p10": p10, "step_ms_p90": p90,
+            "timed_steps": n, "batch_size": 64, **extra}
+
+
+def test_noise_rule_each_median_inside_the_other_range():
+    old = side([{"combo": "a", "status": "ok", **timed(100.0, 95.0, 110.0)},
+                {"combo": "b", "status": "ok", **timed(100.0, 98.0, 102.0)}])
+    new = side([{"combo": "a", "status": "ok", **timed(104.0, 96.0, 112.0)},   # inside both
+                {"combo": "b", "status": "ok", **timed(111.0, 109.0, 113.0)}])  # +11%, tight
+    table = cmp.compare(old, new, {"step_ms_median": 10.0})
+    a = verdict(table, "a", "step_ms_median")
+    assert a["verdict"] == cmp.NOISE and a["delta_pct"] == pytest.approx(4.0)
+    assert (a["old_low"], a["old_high"], a["old_count"]) == (95.0, 110.0, 100)
+    b = verdict(table, "b", "step_ms_median")
+    assert b["verdict"] == cmp.REGRESSION
+    # p10/p90 are the spread of the median, not metrics of their own
+    assert "step_ms_p10" not in set(table["metric"])
+    # 30% slower but the spreads overlap both medians: noise, not a failure (the stated rule)
+    wide_old = side([{"combo": "a", "status": "ok", **timed(100.0, 60.0, 140.0)}])
+    wide_new = side([{"combo": "a", "status": "ok", **timed(130.0, 90.0, 170.0)}])
+    assert cmp.regressions(cmp.compare(wide_old, wide_new, {"step_ms_median": 10.0})).empty
+
+
+def test_img_per_s_spread_comes_from_the_step_times():
+    old = side([{"combo": "a", "status": "ok", "img_per_s": 640.0, **timed(100.0, 80.0, 128.0)}])
+    table = cmp.compare(old, old)
+    row = verdict(table, "a", "img_per_s")
+    # 64 images / 128 ms = 500 img/s (slow end), 64 / 80 ms = 800 img/s
+    assert row["old_low"] == pytest.approx(500.0) and row["old_high"] == pytest.approx(800.0)
+
+
+def test_quality_metrics_across_image_sizes_or_n_are_not_compared():
+    old = side([{"combo": "a", "status": "ok", "img_per_s": 100.0, "fid_digits": 20.0,
+                 "image_size": 32, "metric_n": 1000}])
+    new = side([{"combo": "a", "status": "ok", "img_per_s": 50.0, "fid_digits": 90.0,
+                 "image_size": 64, "metric_n": 1000}])
+    table = cmp.compare(old, new, {"img_per_s": -10.0})
+    fid = verdict(table, "a", "fid_digits")
+    assert fid["verdict"] == "not comparable: image_size 32 in old, 64 in new"
+    assert math.isnan(fid["delta_pct"])
+    assert verdict(table, "a", "img_per_s")["verdict"] == cmp.REGRESSION  # throughput still
+    assert cmp.refused_metrics(table) == {"fid_digits": ["image_size 32 in old, 64 in new"]}
+    n_differs = side([{"combo": "a", "status": "ok", "fid_digits": 20.0, "image_size": 32,
+                       "metric_n": 500}])
+    assert "metric_n 1000 in old, 500 in new" in verdict(
+        cmp.compare(old, n_differs), "a", "fid_digits")["verdict"]
+
+
+def test_cli_refused_quality_metrics(tmp_path, capsys):
+    old = write_run(tmp_path / "old", [dict(r, image_size=32, metric_n=1000) for r in run_rows()])
+    new = write_run(tmp_path / "new", [dict(r, image_size=64, metric_n=1000) for r in run_rows()])
+    assert main(["compare", str(old), str(new)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "not compared" in line]
+    assert len(lines) == 2  # one per refused metric: fid_digits, is_digits
+    assert "fid_digits not compared: image_size 32 in old, 64 in new" in lines[0]
+    # a gate on a metric that cannot be compared is an error, not a pass
+    assert main(["compare", str(old), str(new), "--fail-on", "fid_digits:+15%"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot check it" in err
+    # only quality metrics asked for: exit 2; throughput alongside: compared
+    assert main(["compare", str(old), str(new), "--metrics", "fid_digits"]) == 2
+    assert "nothing to compare" in capsys.readouterr().err
+    assert main(["compare", str(old), str(new), "--metrics", "fid_digits,img_per_s"]) == 0
+
+
+def test_a_plugin_metric_direction_reaches_compare_and_fail_on(monkeypatch):
+    monkeypatch.setattr(cmp, "metric_directions", lambda: {"sharp_score": "higher",
+                                                           "blur_*": "lower"})
+    assert cmp.direction("sharp_score") == "higher" and cmp.direction("blur_px") == "lower"
+    assert cmp.parse_fail_on("sharp_score:-5%") == {"sharp_score": -5.0}
+    old = side([{"combo": "a", "status": "ok", "sharp_score": 10.0}])
+    new = side([{"combo": "a", "status": "ok", "sharp_score": 9.0}])
+    assert verdict(cmp.compare(old, new, {"sharp_score": -5.0}), "a",
+                   "sharp_score")["verdict"] == cmp.REGRESSION
+
+
+def test_builtin_metric_directions_come_from_their_specs():
+    from ganbench.registry import get_registry
+
+    specs = get_registry().metrics
+    assert dict(specs["fid-digits"].directions) == {"fid_digits": "lower"}
+    assert dict(specs["prdc"].directions) == {"prdc_*": "higher"}
+    assert cmp.is_quality("fid_digits") and not cmp.is_quality("img_per_s")
+
+
+def test_markdown_shows_mib_signed_percent_and_spread(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    old = write_run(tmp_path / "old", [dict(r, **timed(160.0, 150.0, 170.0)) for r in
+                                       run_rows()])
+    new = write_run(tmp_path / "new", [dict(r, **timed(160.0, 150.0, 170.0)) for r in run_rows(
+        dcgan__bce={"peak_mem_bytes": 440_000_000, "img_per_s": 90.0})])
+    assert main(["compare", str(old), str(new)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "dcgan+bce" in x and "peak_mem_bytes" in x)
+    cells = [c.strip() for c in line.split("|")]
+    assert "peak_mem_bytes (MiB)" in cells and "381.5" in cells and "419.6" in cells
+    assert "+10.0%" in cells
+    line = next(x for x in out.splitlines() if "dcgan+bce" in x and "img_per_s" in x)
+    assert "-10.0%" in line
+    line = next(x for x in out.splitlines() if "dcgan+bce" in x and "step_ms_median" in x)
+    assert "150-170 n=100" in line
+    assert "nan" not in out and "e+0" not in out
+
+
+def test_fail_on_exits_1_even_when_stdout_is_a_closed_pipe(tmp_path):
+    import subprocess
+    import sys
+
+    old = write_run(tmp_path / "old", run_rows())
+    new = write_run(tmp_path / "new", run_rows(dcgan__bce={"fid_digits": 30.0}))
+    proc = subprocess.Popen([sys.executable, "-m", "ganbench", "compare", str(old), str(new),
+                             "--fail-on", "fid_digits:+15%"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is written (`| head -0`)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1, err
+    assert "1 regression(s): dcgan+bce:fid_digits" in err and "Traceback" not in err

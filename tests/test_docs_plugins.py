@@ -123,3 +123,44 @@ def check_kernel(attend) -> None:
     torch.testing.assert_close(attend(q, k, v), attend_reference(q, k, v))
     o = attend(q.bfloat16(), k.bfloat16(), v.bfloat16())
     assert o.dtype == torch.bfloat16 and o.shape == (2, 300, 5)
+
+
+def reuse_rows() -> list[tuple[str, str, str]]:
+    """(module, name, documented signature) for each row of 'Reusing the built-in models'."""
+    part = DOC[DOC.index("## Reusing the built-in models"):]
+    part = part[:part.index("\n## ", 5)] if "\n## " in part[5:] else part
+    return re.findall(r"^\| `from ([\w.]+) import (\w+)` \| `([^`]+)` \|", part,
+                      flags=re.MULTILINE)
+
+
+def test_reusable_models_table_is_found():
+    assert len(reuse_rows()) >= 8  # guards the parametrised test below against finding none
+
+
+@pytest.mark.parametrize("module,name,documented", reuse_rows())
+def test_reusable_models_import_with_the_documented_signature(module, name, documented):
+    import importlib
+
+    obj = getattr(importlib.import_module(module), name)
+    params = inspect.signature(obj).parameters.values()
+    actual = ", ".join(p.name if p.default is inspect.Parameter.empty
+                       else f"{p.name}={p.default!r}" for p in params)
+    assert documented == f"{name}({actual})"
+
+
+def test_sagan_generator_is_reusable_as_documented():
+    from ganbench.plugins.attention import attend_eager
+    from ganbench.plugins.sagan import Generator
+
+    G = Generator(32, 20, attend_eager)
+    assert G(torch.randn(2, 20, 1, 1)).shape == (2, 1, 32, 32)
+
+
+def test_metric_spec_directions_are_documented_and_validated():
+    text = section("MetricSpec")
+    assert "`directions`" in text and '"lower"' in text
+    spec = specs.MetricSpec(name="x", summary="s", factory=object,
+                            directions={"x_score": "higher"})
+    assert spec.directions == (("x_score", "higher"),) and hash(spec)
+    with pytest.raises(ValueError, match="use 'lower' or 'higher'"):
+        specs.MetricSpec(name="x", summary="s", factory=object, directions={"x": "up"})

@@ -133,7 +133,7 @@ def test_cli_report_html_and_gab(run_dir, tmp_path, capsys):
     assert main(["report", str(run_dir), "--html", str(out), "--format", "gab-json",
                  "--gab-dir", str(tmp_path / "gab")]) == 0
     printed = capsys.readouterr().out
-    assert "| combo" in printed                     # the table is still printed
+    assert printed.startswith("combo")              # the table is still printed
     assert out.exists() and (tmp_path / "gab" / "gab-bigger.json").exists()
     assert main(["report", str(run_dir), "--html"]) == 0
     assert (run_dir / "report.html").exists()
@@ -142,3 +142,84 @@ def test_cli_report_html_and_gab(run_dir, tmp_path, capsys):
 def test_cli_report_missing_run_is_exit_2(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope"), "--html"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# What a reader sees: settings, a table that scrolls, reference lines, attention colour bars
+# ------------------------------------------------------------------------------------------
+def test_header_shows_the_run_settings_from_config_json(run_dir):
+    (run_dir / "config.json").write_text(json.dumps({
+        "plugins": ["dcgan", "sagan"], "steps": 600, "batch_size": 64, "image_size": 32,
+        "device": "cpu", "dtype": "fp32", "seed": 7, "data": "embedded", "digits": [7, 8]}))
+    page = html_report.build_html(run_dir)
+    for label, value in (("steps", "600"), ("batch", "64"), ("image size", "32"),
+                         ("device", "cpu"), ("dtype", "fp32"), ("seed", "7"),
+                         ("data", "embedded"), ("digits", "7, 8")):
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in page, label
+
+
+def test_header_falls_back_to_the_rows_without_config_json(run_dir):
+    page = html_report.build_html(run_dir)
+    assert "<dt>batch</dt><dd>16</dd>" in page
+
+
+def test_table_scrolls_and_has_units_and_blanks(run_dir):
+    page = html_report.build_html(run_dir)
+    table = page[page.index('<div class="scroll">'):]
+    table = table[:table.index("</div>")]
+    assert "<th>img/s</th>" in table and "<th>peak MiB</th>" in table
+    assert "500.0" in table                 # 500 MiB of bytes
+    assert "nan" not in table.lower()
+    assert "overflow-x: auto" in page
+
+
+def test_every_quality_curve_gets_the_real_data_line(run_dir, monkeypatch):
+    import matplotlib.axes
+
+    lines = []
+    real = matplotlib.axes.Axes.axhline
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", lambda ax, y=0, *a, **k: (
+        lines.append((ax.get_title(), y, k.get("label"))), real(ax, y, *a, **k))[1])
+    curves = html_report.read_curves(run_dir)
+    for combo, df in curves.items():
+        df["prdc_recall"] = [0.1, 0.2, 0.3]
+    df = html_report.read_table(run_dir)
+    reference = html_report.reference_values(df)
+    assert reference == {"fid_digits": 0.4}
+    assert html_report.curves_chart(curves, {**reference, "prdc_recall": 0.88})
+    assert sorted((y, label) for _, y, label in lines) == [(0.4, "real data"),
+                                                          (0.88, "real data")]
+
+
+def test_attention_figure_has_a_colour_bar_per_map_and_readable_titles(tmp_path):
+    import matplotlib.figure
+    import torch
+
+    from ganbench import report
+    from ganbench.registry import get_registry
+    from ganbench.specs import ModelRequest
+
+    registry = get_registry()
+    G, _ = registry.architectures["sagan"].build(
+        ModelRequest(32, 20, attend=registry.attention["eager-attn"].factory()))
+    saved = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        saved["fig"] = fig
+        return real_savefig(fig, *args, **kwargs)
+
+    import pytest as _pytest
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.figure.Figure, "savefig", spy)
+        path = report.save_attention_figure(G, torch.randn(2, 20, 1, 1), tmp_path / "a.png",
+                                            "sagan")
+    assert path.exists()
+    fig = saved["fig"]
+    layers = report.attention_modules(G)
+    image_axes = [ax for ax in fig.axes if ax.get_images()]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 2 * len(layers)     # one per map, per sample row
+    titles = [ax.get_title() for ax in image_axes if ax.get_title()]
+    assert titles[1].startswith(f"attention 1 of {len(layers)}: 8x8 map (N=64)")
+    assert f"at {layers[0][0]}" in titles[1]

@@ -77,3 +77,29 @@ def test_every_kind_installs_and_passes_its_own_tests(capsys, tmp_path):
         assert any("test_ganbench_finds_the_plugin_through_its_entry_point" in line
                    for line in mine), kind  # installed and registered under its name
         assert len(mine) >= 2, kind  # and at least one test of the implementation itself
+
+
+def test_templates_are_package_data_files():
+    from pathlib import Path
+
+    from ganbench import cmd_new_plugin
+
+    folder = Path(cmd_new_plugin.__file__).parent / "templates" / "new_plugin"
+    for kind in KINDS:
+        assert (folder / f"plugin_{kind}.py.tmpl").is_file()
+        assert (folder / f"test_{kind}.py.tmpl").is_file()
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"templates/new_plugin/*.tmpl"' in pyproject  # shipped in the wheel
+    # no template text left in the command's code
+    assert "@hookimpl" not in Path(cmd_new_plugin.__file__).read_text()
+
+
+def test_closing_message_installs_test_extras_and_metric_declares_direction(capsys, tmp_path):
+    code, out, _ = new_plugin(capsys, "sharp", "--kind", "metric", "--out", str(tmp_path))
+    assert code == 0
+    assert "pip install -e '" in out and "[test]'" in out and "python -m pytest" in out
+    root = tmp_path / "ganbench-sharp"
+    assert 'test = ["pytest>=7"]' in (root / "pyproject.toml").read_text()
+    assert ".[test]" in (root / "README.md").read_text()
+    plugin = (root / "src" / "ganbench_sharp" / "plugin.py").read_text()
+    assert 'directions={"sharp_mean_image_gap": "lower"}' in plugin

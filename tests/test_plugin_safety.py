@@ -371,3 +371,83 @@ def test_same_entry_point_name_in_two_distributions(site, monkeypatch):
     registry = reg.get_registry(refresh=True)
     assert registry.entries["loss"]["fake-good-loss"].source == GOOD_SOURCE
     assert registry.entries["loss"]["fake-other-loss"].source == "fake-other==1.0"
+
+
+# --------------------------------------------------------------------------------------------
+# Selection by plugin name, unknown names, provenance
+# --------------------------------------------------------------------------------------------
+TWO_PLUGINS = """
+    from ganbench.hookspecs import hookimpl
+    from ganbench.plugins.losses import HingeLoss
+    from ganbench.specs import LossSpec
+
+    @hookimpl
+    def ganbench_register_losses(register):
+        register(LossSpec(name="fake-pair-a", summary="one of two", factory=HingeLoss))
+        register(LossSpec(name="fake-pair-b", summary="two of two", factory=HingeLoss))
+"""
+
+
+def selection_warnings() -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reg.get_registry(refresh=True)
+    return [str(w.message) for w in caught if issubclass(w.category, reg.PluginWarning)]
+
+
+def test_block_one_plugin_of_a_distribution_by_its_name(site, monkeypatch):
+    site.add("fake-pair", TWO_PLUGINS)
+    monkeypatch.delenv(reg.LOAD_ENV, raising=False)
+    monkeypatch.setenv(reg.BLOCK_ENV, "fake-pair-b")
+    assert selection_warnings() == []
+    losses = loaded_fake_losses()
+    assert "fake-pair-a" in losses and "fake-pair-b" not in losses
+    assert ("fake-pair-b", "fake-pair==1.0") in reg.get_registry().blocked
+
+
+def test_load_one_plugin_of_a_distribution_by_its_name(site, monkeypatch):
+    site.add("fake-pair", TWO_PLUGINS)
+    monkeypatch.setenv(reg.LOAD_ENV, "fake-pair-a")
+    assert loaded_fake_losses() == {"fake-pair-a"}
+
+
+def test_unknown_names_are_reported_in_one_warning(site, monkeypatch):
+    monkeypatch.setenv(reg.LOAD_ENV, "fake-good,fake-goood")
+    monkeypatch.setenv(reg.BLOCK_ENV, "no-such-plugin,sagan")
+    found = selection_warnings()
+    assert len(found) == 1, found
+    assert "GANBENCH_LOAD_PLUGINS names no installed plugin or distribution: fake-goood" in found[0]
+    assert "GANBENCH_BLOCK_PLUGINS names no installed plugin or distribution: no-such-plugin" \
+        in found[0]
+    assert "sagan built in and always load" in found[0]
+    assert "sagan" in reg.get_registry().architectures  # still there
+
+
+def test_provenance_of_every_plugin(site, monkeypatch):
+    only_load(monkeypatch, GOOD)
+    reg.get_registry(refresh=True)
+    got = reg.provenance(["sagan", "fake-good-loss", "nope"])
+    assert got == {"sagan": "built-in", "fake-good-loss": GOOD_SOURCE, "nope": "unknown"}
+    every = reg.provenance()
+    assert set(every) == set(reg.get_registry().all_names())
+    assert every["fid-digits"] == "built-in"
+
+
+def test_plugins_aligns_long_sources_and_has_json(site, monkeypatch, capsys):
+    long_dist = "fake-a-distribution-with-a-very-long-name"
+    site.add(long_dist, OTHER_PLUGIN)
+    only_load(monkeypatch, GOOD, long_dist)
+    code, out, _ = ganbench(capsys, "plugins", "--device", "cpu")
+    assert code == 0
+    rows = [line for line in out.splitlines()
+            if line.split()[:1] in (["bce"], ["hinge"], ["fake-good-loss"], ["fake-other-loss"])]
+    assert len(rows) == 4
+    # every summary starts in the same column, however long the source
+    starts = {line.index(word) for line in rows for word in ("yes",)}
+    assert len(starts) == 1, rows
+    code, out, _ = ganbench(capsys, "plugins", "--device", "cpu", "--json")
+    data = json.loads(out)
+    by_name = {p["name"]: p for p in data["plugins"]}
+    assert by_name["fake-other-loss"]["source"] == f"{long_dist}==1.0"
+    assert by_name["fake-good-loss"]["runs"] is True and by_name["sagan"]["source"] == "built-in"
+    assert by_name["fid-digits"]["directions"] == {"fid_digits": "lower"}

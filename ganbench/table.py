@@ -1,0 +1,380 @@
+"""Tables for people: one module that turns a DataFrame into text for every command.
+
+Used by the run summary (``results.summary_markdown``), ``report``, ``compare``, ``plugins``
+and ``bench attention``, so a column reads the same everywhere:
+
+* headers carry units (``step ms``, ``peak MiB``, ``img/s``); byte columns are shown in MiB;
+* each column has one format (:data:`FORMATS`): fixed-point with a set number of significant
+  figures, never scientific notation mixed with plain numbers (``6746`` beside ``16270``, not
+  ``1.627e+04``); error columns are always scientific; TFLOP/s columns whose values are all
+  below 1 are shown as GFLOP/s;
+* missing values (None, NaN) are blank, never ``nan``;
+* :func:`render` fits a width (default the terminal's, 120 off a terminal): it drops
+  low-priority columns first and says which; ``split=True`` instead cuts the columns into
+  several tables of that width, each repeating the key column (``report --all-columns``).
+
+Files get GitHub-flavoured markdown (tabulate's "github" format: results.md renders as a table
+in a PR comment or a CI summary); the terminal gets tabulate's "simple" format (no pipes, two
+spaces between columns), which leaves room for more columns in 120 characters.
+CSV/JSON for programs are written elsewhere at full precision; this module is display only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Sequence
+
+MIB = 2 ** 20
+DEFAULT_WIDTH = 120   # off a terminal (pipes, CI logs, results.md is not fitted at all)
+TEXT_LIMIT = 48       # longest text cell before it is cut with an ellipsis
+
+
+# ------------------------------------------------------------------------------------------
+# Number formats
+# ------------------------------------------------------------------------------------------
+def missing(value) -> bool:
+    """None, NaN, pandas NA or an empty string."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == "" or value.strip().lower() == "nan"
+    try:
+        return bool(value != value)  # NaN and pandas.NA are not equal to themselves
+    except (TypeError, ValueError):
+        return False
+
+
+def _float(value) -> Optional[float]:
+    if missing(value) or isinstance(value, bool):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def sig(value, figures: int = 3, max_decimals: int = 6) -> str:
+    """Fixed-point with ``figures`` significant figures: 16270.4 -> '16270', 6746.2 -> '6746',
+    171.53 -> '172', 3.2231 -> '3.22', 0.000278 -> '0.000278'. Never scientific notation;
+    whole numbers keep all their digits. Blank for missing; inf as 'inf'."""
+    if missing(value):
+        return ""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == 0:
+        return "0"
+    decimals = figures - 1 - math.floor(math.log10(abs(v)))
+    decimals = max(0, min(max_decimals, decimals))
+    return f"{v:.{decimals}f}"
+
+
+def integer(value) -> str:
+    v = _float(value)
+    return "" if v is None else f"{v:.0f}"
+
+
+def fixed(decimals: int) -> Callable[[object], str]:
+    def fmt(value) -> str:
+        v = _float(value)
+        return "" if v is None else f"{v:.{decimals}f}"
+    return fmt
+
+
+def mib(value) -> str:
+    """Bytes as MiB with one decimal: 573046784 -> '546.5'."""
+    v = _float(value)
+    return "" if v is None else f"{v / MIB:.1f}"
+
+
+def scientific(value) -> str:
+    v = _float(value)
+    return "" if v is None else f"{v:.1e}"
+
+
+def signed_pct(value) -> str:
+    """A relative change: +12.3%, -4.0%, 0.0%; blank when missing."""
+    v = _float(value)
+    if v is None:
+        return ""
+    return f"{v:+.1f}%" if round(v, 1) != 0 else "0.0%"
+
+
+def text(value) -> str:
+    if missing(value):
+        return ""
+    s = " ".join(str(value).split())
+    return s if len(s) <= TEXT_LIMIT else s[:TEXT_LIMIT - 1] + "…"
+
+
+def as_is(value) -> str:
+    """Text already formatted by the caller: unchanged (blank when missing)."""
+    return "" if missing(value) else str(value)
+
+
+def general(value) -> str:
+    """A column nothing is known about: integers as integers, other numbers with 4
+    significant figures, text as text."""
+    if isinstance(value, bool):
+        return str(value)
+    v = _float(value)
+    if v is None:
+        return text(value) if not missing(value) and not isinstance(value, (int, float)) else ""
+    if v.is_integer() and abs(v) < 1e15:
+        return f"{v:.0f}"
+    return sig(v, 4)
+
+
+# ------------------------------------------------------------------------------------------
+# Known columns: header (with unit) and format
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Format:
+    header: str
+    fmt: Callable[[object], str]
+    numeric: bool = True
+
+
+sig3 = lambda v: sig(v, 3)  # noqa: E731
+sig4 = lambda v: sig(v, 4)  # noqa: E731
+
+# Column name -> how it is shown. Columns not listed use their own name and :func:`general`.
+FORMATS: dict[str, Format] = {
+    # run tables
+    "combo": Format("combo", text, False),
+    "status": Format("status", text, False),
+    "img_per_s": Format("img/s", sig3),
+    "step_ms_median": Format("step ms", sig3),
+    "step_ms": Format("step ms p10-p90", as_is),
+    "step_ms_p10": Format("p10 ms", sig3),
+    "step_ms_p90": Format("p90 ms", sig3),
+    "step_ms_mean": Format("mean ms", sig3),
+    "timed_steps": Format("n timed", integer),
+    "peak_mem_bytes": Format("peak MiB", mib),
+    "peak_mem_delta_bytes": Format("Δpeak MiB", mib),
+    "peak_mem_mib": Format("peak MiB", fixed(1)),
+    "time_to_target_s": Format("to target s", sig3),
+    "wall_s": Format("wall s", sig3),
+    "fid_digits": Format("fid_digits", sig4),
+    "is_digits": Format("is_digits", sig3),
+    "modes_covered": Format("modes", integer),
+    "modes_kl": Format("modes_kl", sig3),
+    "metric_n": Format("metric n", integer),
+    "image_size": Format("px", integer),
+    "batch_size": Format("batch", integer),
+    "steps": Format("steps", integer),
+    "error": Format("error", text, False),
+    # bench attention
+    "kernel": Format("kernel", text, False),
+    "site": Format("site", text, False),
+    "pass": Format("pass", text, False),
+    "batch": Format("B", integer),
+    "N": Format("N", integer),
+    "Dqk": Format("Dqk", integer),
+    "Dv": Format("Dv", integer),
+    "median_ms": Format("ms", sig3),
+    "p10_ms": Format("p10 ms", sig3),
+    "p90_ms": Format("p90 ms", sig3),
+    "graph_median_ms": Format("graph ms", sig3),
+    "count": Format("n", integer),
+    "tflops": Format("TFLOP/s", sig3),
+    "gb_per_s": Format("GB/s", sig3),
+    "roofline_pct": Format("% roofline", fixed(1)),
+    "bound": Format("bound", text, False),
+    "rel_err_max": Format("rel err", scientific),
+    "peak_extra_mem_bytes": Format("extra MiB", mib),
+    "backend": Format("backend", text, False),
+}
+for _name in ("prdc_precision", "prdc_recall", "prdc_density", "prdc_coverage"):
+    FORMATS[_name] = Format(_name.replace("prdc_", ""), sig3)
+
+
+def format_of(column: str) -> Format:
+    """The column's Format: listed, a byte column (``*_bytes`` -> MiB), an error column
+    (``rel_err*`` -> scientific), or its own name with :func:`general`."""
+    if column in FORMATS:
+        return FORMATS[column]
+    per_class = re.search(r"_(?:frac|share)_(\d+)$", column)
+    if per_class:  # modes_frac_7: the share of generated digits classified as 7
+        return Format(f"{per_class.group(1)}s", fixed(2))
+    if column.endswith("_bytes"):
+        return Format(column[:-len("_bytes")] + " MiB", mib)
+    if column.startswith("rel_err"):
+        return Format(column, scientific)
+    return Format(column, general, numeric=True)
+
+
+# ------------------------------------------------------------------------------------------
+# Rendering
+# ------------------------------------------------------------------------------------------
+def terminal_width() -> int:
+    """Columns of the terminal on stdout; :data:`DEFAULT_WIDTH` when it is not a terminal
+    (``COLUMNS`` in the environment wins, as shutil documents)."""
+    if "COLUMNS" in os.environ:
+        try:
+            return max(40, int(os.environ["COLUMNS"]))
+        except ValueError:
+            pass
+    try:
+        if os.isatty(1):
+            return max(40, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns)
+    except OSError:
+        pass
+    return DEFAULT_WIDTH
+
+
+def cells(df, columns: Sequence[str], formats: Optional[dict] = None,
+           ) -> tuple[list[str], list[list[str]], list[str]]:
+    """(headers, rows of strings, alignments "left"/"right") for ``columns`` of df, each
+    formatted by its Format (``formats`` first); TFLOP/s scaled to GFLOP/s when all < 1.
+    The HTML report builds its table from this too."""
+    headers, body, align = [], [], []
+    for column in columns:
+        spec = (formats or {}).get(column) or format_of(column)
+        values = list(df[column])
+        header, fmt = spec.header, spec.fmt
+        if column == "tflops":
+            finite = [v for v in map(_float, values) if v is not None]
+            if finite and max(abs(v) for v in finite) < 1:
+                header = "GFLOP/s"
+                values = [None if _float(v) is None else _float(v) * 1000 for v in values]
+        texts = [fmt(v) for v in values]
+        numeric = spec.numeric and all(t == "" or _looks_numeric(t) for t in texts)
+        headers.append(header)
+        body.append(texts)
+        align.append("right" if numeric else "left")
+    rows = [list(r) for r in zip(*body)] if body else []
+    return headers, rows, align
+
+
+def _looks_numeric(cell: str) -> bool:
+    try:
+        float(cell.rstrip("%").replace("+", ""))
+        return True
+    except ValueError:
+        return cell in ("inf", "-inf")
+
+
+def _tabulate(headers, rows, align, style: str = "github") -> str:
+    import tabulate as tabulate_module
+
+    # tabulate pads every header by MIN_PADDING (2) extra spaces; the cells already have one
+    # space each side in the github format, so the extra two only cost width.
+    saved = tabulate_module.MIN_PADDING
+    tabulate_module.MIN_PADDING = 0
+    try:
+        return tabulate_module.tabulate(rows, headers=headers, tablefmt=style,
+                                        colalign=align, disable_numparse=True)
+    finally:
+        tabulate_module.MIN_PADDING = saved
+
+
+def width_of(table_text: str) -> int:
+    return max((len(line) for line in table_text.splitlines()), default=0)
+
+
+def non_empty(df, columns: Iterable[str]) -> list[str]:
+    """The columns of ``columns`` present in df with at least one value."""
+    return [c for c in columns if c in df.columns and not all(missing(v) for v in df[c])]
+
+
+def render(df, columns: Optional[Sequence[str]] = None, width: Optional[int] = None,
+           droppable: Sequence[str] = (), keys: Sequence[str] = (), split: bool = False,
+           formats: Optional[dict[str, Format]] = None, style: str = "github",
+           hint: str = "choose with --columns") -> str:
+    """``df[columns]`` as a markdown table for people.
+
+    ``columns``: which and in what order (default every column of df); names df lacks are
+    skipped. ``width``: the widest a line may be (None: no limit). When the table is wider,
+    columns in ``droppable`` are left out, in that order, and a note after the table names
+    them;
+    if it still does not fit, the rightmost non-key columns are dropped the same way. With
+    ``split=True`` nothing is dropped: the columns are cut into consecutive tables of at most
+    ``width``, each starting with the ``keys`` columns (which are never dropped).
+    ``formats``: column -> Format, overriding :func:`format_of` (e.g. ``as_is`` for cells the
+    caller formatted). ``style``: "github" (markdown, for files and pasting) or "simple"
+    (no pipes, two spaces between columns: the terminal, where width is scarce). ``hint``
+    ends the note on dropped columns: how to see them.
+    """
+    cols = [c for c in (columns if columns is not None else list(df.columns)) if c in df.columns]
+    if not cols:
+        return "(no columns)"
+    if len(df) == 0:
+        return "(no rows)"
+    full = _tabulate(*cells(df, cols, formats), style)
+    if width is None or width_of(full) <= width:
+        return full
+    keys = [c for c in keys if c in cols]
+    if split:
+        return _split(df, cols, keys, width, formats, style)
+    dropped: list[str] = []
+    order = [c for c in droppable if c in cols and c not in keys]
+    order += [c for c in reversed(cols) if c not in order and c not in keys]
+    current = list(cols)
+    out = full
+    for column in order:
+        if width_of(out) <= width or len(current) <= max(1, len(keys)):
+            break
+        current.remove(column)
+        dropped.append(column)
+        out = _tabulate(*cells(df, current, formats), style)
+    if dropped:
+        import textwrap
+
+        note = (f"({len(dropped)} column(s) left out to fit {width} characters: "
+                f"{', '.join(c for c in cols if c in dropped)}; {hint})")
+        out += "\n" + "\n".join(textwrap.wrap(note, width=width, break_on_hyphens=False))
+    return out
+
+
+def _split(df, cols: list[str], keys: list[str], width: int, formats=None,
+           style: str = "github") -> str:
+    rest = [c for c in cols if c not in keys]
+    parts, current = [], []
+    for column in rest:
+        trial = _tabulate(*cells(df, keys + current + [column], formats), style)
+        if current and width_of(trial) > width:
+            parts.append(_tabulate(*cells(df, keys + current, formats), style))
+            current = []
+        current.append(column)
+    if current or not parts:
+        parts.append(_tabulate(*cells(df, keys + current, formats), style))
+    return "\n\n".join(parts)
+
+
+def parse_columns(value: Optional[str]) -> Optional[list[str]]:
+    """'combo,img_per_s, fid_digits' -> ['combo', 'img_per_s', 'fid_digits']; None stays None.
+    For ``--columns`` options (argparse ``type=``)."""
+    if value is None:
+        return None
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        import argparse
+
+        raise argparse.ArgumentTypeError("needs at least one column name")
+    return names
+
+
+def check_columns(requested: Sequence[str], available: Iterable[str]) -> None:
+    """UserError (one line, exit 2) naming requested columns the table does not have."""
+    from ganbench.errors import UserError
+
+    available = list(available)
+    unknown = [c for c in requested if c not in available]
+    if unknown:
+        import difflib
+
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, available, n=1)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        raise UserError(f"--columns: no column {', '.join(hints)}; this table has: "
+                        + ", ".join(available))
