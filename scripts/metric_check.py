@@ -55,6 +55,27 @@ RULES = [("fid_digits", "high"), ("is_digits", "both"), ("prdc_precision", "low"
          ("modes_kl", "high"), ("memo_copy_share", "high"), ("memo_nn_ratio", "low")]
 
 
+def pass_bands(resplit_rows: list[dict], z: float) -> dict[str, tuple]:
+    """{column: (low, high, mean, sd)}: mean +- z sample standard deviations of the resplit
+    rows, open (infinite) on the side that is not the metric's bad direction."""
+    spread = pd.DataFrame(resplit_rows)
+    bands = {}
+    for column, direction in RULES:
+        mean, sd = float(spread[column].mean()), float(spread[column].std())
+        low = mean - z * sd if direction in ("low", "both") else -math.inf
+        high = mean + z * sd if direction in ("high", "both") else math.inf
+        bands[column] = (low, high, mean, sd)
+    return bands
+
+
+def flags(row: dict, bands: dict) -> list[str]:
+    """The columns whose rule flags ``row``: outside its band, or fewer modes than selected."""
+    out = [c for c, _ in RULES if not bands[c][0] <= row[c] <= bands[c][1]]
+    if row["modes_covered"] < row["modes_total"]:
+        out.append("modes_covered")
+    return out
+
+
 def shifted(x: torch.Tensor, pixels: int) -> torch.Tensor:
     """x moved ``pixels`` to the right; the uncovered columns are background (-1)."""
     return F.pad(x, (pixels, 0, 0, 0), value=-1.0)[..., :x.shape[-1]]
@@ -96,7 +117,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     start = time.perf_counter()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     registry = get_registry()
     digits = tuple(int(d) for d in args.digits.split(","))
@@ -114,13 +134,7 @@ def main(argv=None) -> int:
         row, _ = quality.real_reference_row(data.heldout, data.heldout_labels, n,
                                             context, registry, METRICS, seed=args.seed + s)
         resplit_rows.append(row)
-    spread = pd.DataFrame(resplit_rows)
-    bands = {}
-    for column, direction in RULES:
-        mean, sd = float(spread[column].mean()), float(spread[column].std())
-        low = mean - args.z * sd if direction in ("low", "both") else -math.inf
-        high = mean + args.z * sd if direction in ("high", "both") else math.inf
-        bands[column] = (low, high, mean, sd)
+    bands = pass_bands(resplit_rows, args.z)
 
     gen = torch.Generator().manual_seed(args.seed + 100)
     stand_in = sets.stand_in
@@ -141,10 +155,7 @@ def main(argv=None) -> int:
     rows = []
     for name, images in candidates.items():
         row = {"set": name, **quality.evaluate(METRICS, images, sets.real, context, registry)}
-        flagged = [c for c, _ in RULES if not bands[c][0] <= row[c] <= bands[c][1]]
-        if row["modes_covered"] < row["modes_total"]:
-            flagged.append("modes_covered")
-        row["flagged_by"] = " ".join(flagged)
+        row["flagged_by"] = " ".join(flags(row, bands))
         rows.append(row)
         print(f"{name}: flagged by {row['flagged_by'] or 'nothing'}", file=sys.stderr)
     df = pd.DataFrame(rows)
