@@ -17,12 +17,25 @@ this way are classified 99.2% right, against 99.26% at 28.)
 The network (114k parameters, 0.46 MB of float32 weights)::
 
     (N,1,28,28) -conv5x5(16)-ReLU-maxpool2-> (N,16,14,14) -conv5x5(32)-ReLU-maxpool2-> (N,32,7,7)
-    -flatten-> (N,1568) -linear-ReLU-> features (N,64) -linear-> logits (N,10)
+    -flatten-> (N,1568) -linear-> pre-activations (N,64) -ReLU-> features (N,64) -linear-> logits
+
+Two 64-d views of the penultimate layer: ``features`` (after the ReLU; what fid-digits uses) and
+``pre_activations`` (the same linear layer before the ReLU; what PRDC uses). Why two: on real
+digits 19 of the 64 post-ReLU units are never positive, and many more are zero for any one
+image, so an image the network barely responds to (blank, constant grey, uniform noise) maps
+near the origin, close to real digits with small activations: with post-ReLU features a blank
+set scored precision 1.00 against 0.91 for real digits. Before the ReLU the same units are
+negative by different amounts, so those images land far from every real digit (precision 0.00;
+measured in tests/plugins/test_metrics.py). ``features == pre_activations.clamp(min=0)``.
+PRDC standardises each pre-activation unit by its mean and standard deviation over the
+embedded MNIST training digits (:func:`pre_activation_scale`; fixed, never the evaluated set),
+so no unit's scale dominates the k-NN distances.
 
 Use (the shipped weights, checked against their recorded SHA-256 before loading)::
 
     model = load_classifier()                   # cached: one load per process
     feats, logits = embed(model, images)        # (N, 64), (N, 10); batched, no grad
+    pre, logits = embed_pre_activations(model, images)  # (N, 64) before the ReLU, (N, 10)
 """
 
 from __future__ import annotations
@@ -46,6 +59,9 @@ FEATURE_DIM = 64
 NUM_CLASSES = 10
 ASSETS = Path(__file__).resolve().parent / "assets"
 WEIGHTS_PATH = ASSETS / "digit_classifier.pt"
+# Per-unit mean and standard deviation of the pre-activations over fixed training digits (see
+# pre_activation_scale), recorded beside the weights so no run has to recompute them.
+SCALE_PATH = ASSETS / "digit_classifier_scale.json"
 
 
 class ChecksumError(UserError):
@@ -85,6 +101,11 @@ class DigitClassifier(nn.Module):
         """Penultimate activations (N, 64) of images (N, 1, S, S) in [-1, 1]."""
         return self.body(to_classifier_input(x))
 
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate linear layer's output (N, 64) before its ReLU: ``features`` is its
+        positive part. Same weights, no new parameters."""
+        return self.body[:-1](to_classifier_input(x))
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (N, 10) of images (N, 1, S, S) in [-1, 1]."""
         return self.head(self.features(x))
@@ -104,6 +125,22 @@ def embed(model: DigitClassifier, x: torch.Tensor,
     if not feats:
         return torch.zeros(0, FEATURE_DIM), torch.zeros(0, NUM_CLASSES)
     return torch.cat(feats), torch.cat(logits)
+
+
+@torch.no_grad()
+def embed_pre_activations(model: DigitClassifier, x: torch.Tensor,
+                          batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-activations (N, 64) and logits (N, 10) of ``x``, in batches, without gradients.
+
+    ``pre.clamp(min=0)`` equals :func:`embed`'s features, so one pass gives both views."""
+    pres, logits = [], []
+    for start in range(0, len(x), batch_size):
+        pre = model.pre_activations(x[start:start + batch_size])
+        pres.append(pre)
+        logits.append(model.head(pre.clamp(min=0)))
+    if not pres:
+        return torch.zeros(0, FEATURE_DIM), torch.zeros(0, NUM_CLASSES)
+    return torch.cat(pres), torch.cat(logits)
 
 
 def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -177,6 +214,59 @@ def train_classifier(mnist_dir: Union[str, Path], seed: int = 0, epochs: int = 3
     if log:
         log(f"test accuracy {summary['test_accuracy']:.4f} on {len(test_x)} MNIST test digits")
     return model, summary
+
+
+def scale_of(model: DigitClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (64,) and unbiased standard deviation (64,) of the pre-activations of ``images``,
+    float64."""
+    pre, _ = embed_pre_activations(model, images)
+    pre = pre.double()
+    return pre.mean(0), pre.std(0)
+
+
+def _scale_digits() -> torch.Tensor:
+    """The fixed digits the scale is measured on: all 10,000 training images of the embedded
+    MNIST subset (every class; never a run's held-out or generated images), at 28x28."""
+    from ganbench import data
+
+    return data.prepare(data.load_embedded().train_images, INPUT_SIZE)
+
+
+def write_pre_activation_scale(weights: Union[str, Path] = WEIGHTS_PATH,
+                               path: Union[str, Path] = SCALE_PATH) -> Path:
+    """Measure :func:`scale_of` the shipped training digits with ``weights`` and record it,
+    with the weights' SHA-256, at ``path``. How the shipped record was made::
+
+        python -c "from ganbench.classifier import write_pre_activation_scale as w; w()"
+    """
+    mean, std = scale_of(load_weights(weights), _scale_digits())
+    record = {"weights_sha256": sha256_of(weights),
+              "digits": "embedded MNIST subset, all 10000 training images, 28x28",
+              "mean": [round(v, 6) for v in mean.tolist()],
+              "std": [round(v, 6) for v in std.tolist()]}
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+    return Path(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _scale_cached(weights: str, path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    record_path = Path(path)
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("weights_sha256") == sha256_of(weights):
+            return (torch.tensor(record["mean"], dtype=torch.float64),
+                    torch.tensor(record["std"], dtype=torch.float64))
+    # Other weights (retrained, or given by path): measure once per process (~5-15 s on 2 cores).
+    return scale_of(load_classifier(weights), _scale_digits())
+
+
+def pre_activation_scale(weights: Union[str, Path, None] = None,
+                         path: Union[str, Path] = SCALE_PATH) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std), each (64,) float64: how the pre-activations of ``weights`` (default: the
+    shipped ones) are spread over the embedded training digits. Read from the record at
+    ``path`` when it was made for exactly these weights (SHA-256 match), else measured."""
+    weights_path = Path(weights or WEIGHTS_PATH).resolve()
+    return _scale_cached(str(weights_path), str(Path(path).resolve()))
 
 
 def sha256_of(path: Union[str, Path]) -> str:

@@ -5,6 +5,12 @@ depend on the feature extractor. So every results table carries a "real data" ro
 :func:`real_reference_row`: two disjoint halves of the held-out real digits scored against each
 other with the same metrics at the same N. It is the best a generator can do at that N (about 0
 for fid_digits, about 1 for precision/recall/coverage, all selected modes covered).
+
+Every row :func:`evaluate` returns is tagged with what its numbers depend on: ``metric_n`` (the
+number of generated samples scored; the real set has the same N in every row ganbench writes)
+and ``metric_image_size`` (the side S of the images scored). fid_digits changes by tens when only
+the image size changes (the classifier sees every image resized to 28x28), and FID-like
+distances are biased by N, so numbers with different tags must not be compared.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from ganbench.errors import ConfigError
+from ganbench.errors import ConfigError, UserError
 from ganbench.specs import MetricContext
 
 if TYPE_CHECKING:
@@ -20,7 +26,9 @@ if TYPE_CHECKING:
 
     from ganbench.registry import Registry
 
-DEFAULT_METRICS = ("fid-digits", "is-digits", "prdc", "modes")
+DEFAULT_METRICS = ("fid-digits", "is-digits", "prdc", "modes", "memorisation")
+DEFAULT_EVAL_N = 2000  # samples scored when --eval-n is not given, if the held-out set allows
+TAG_COLUMNS = ("metric_n", "metric_image_size")  # what every evaluate() row is tagged with
 
 
 def _on_cpu(x: "torch.Tensor") -> "torch.Tensor":
@@ -34,12 +42,14 @@ def evaluate(metric_names: Iterable[str], fake: "torch.Tensor", real: "torch.Ten
     """Run the named metrics on (fake, real) and merge their columns into one dict.
 
     Contract: ``fake`` and ``real`` are (N, 1, S, S) in [-1, 1] (moved to the CPU here). Metrics
-    run in the order given. An unknown name raises UnknownPluginError (with close matches); a
-    metric unavailable on ``context.device`` raises ConfigError with its reason (drop it from
-    the list to run without it); two metrics writing the same column raise ValueError.
+    run in the order given. The row starts with the tags ``metric_n`` = len(fake) and
+    ``metric_image_size`` = S (see the module docstring). An unknown name raises
+    UnknownPluginError (with close matches); a metric unavailable on ``context.device`` raises
+    ConfigError with its reason (drop it from the list to run without it); two metrics writing
+    the same column (or a metric writing a tag column) raise ValueError.
     """
     fake, real = _on_cpu(fake), _on_cpu(real)
-    row: dict[str, float] = {}
+    row: dict[str, float] = {"metric_n": len(fake), "metric_image_size": int(fake.shape[-1])}
     for name in metric_names:
         spec = registry.lookup(name, kinds=("metric",)).spec
         reason = spec.why_unavailable(context.device)
@@ -49,7 +59,7 @@ def evaluate(metric_names: Iterable[str], fake: "torch.Tensor", real: "torch.Ten
         clash = sorted(set(columns) & set(row))
         if clash:
             raise ValueError(f"metric {name!r} writes column(s) {', '.join(clash)} that an "
-                             "earlier metric already wrote")
+                             "earlier metric (or the tags) already wrote")
         row.update(columns)
     return row
 
@@ -70,16 +80,44 @@ class EvalSets:
     n: int
 
 
+def max_eval_n(heldout_count: int) -> int:
+    """The largest N that two disjoint halves of ``heldout_count`` held-out images allow."""
+    return int(heldout_count) // 2
+
+
+def check_eval_n(n: Optional[int], heldout_count: int) -> int:
+    """The N to score at: ``n`` itself if the held-out set allows it, else a UserError.
+
+    ``n`` None means "not given": DEFAULT_EVAL_N, or the maximum when fewer exist (the
+    default never fails). An explicit ``n`` above the maximum (``heldout_count // 2``: the
+    samples are scored against one half of the held-out images and the "real data" row uses
+    the other half, and N must be equal on both sides) is an error naming that maximum, never
+    a silent cap: a number computed at another N than asked is not comparable. ``n`` < 2 is an
+    error too (no covariance, no nearest neighbour).
+    """
+    most = max_eval_n(heldout_count)
+    if n is None:
+        return min(DEFAULT_EVAL_N, most)
+    if n < 2:
+        raise UserError(f"--eval-n must be at least 2, got {n}")
+    if n > most:
+        raise UserError(f"--eval-n {n} is more than the {heldout_count} held-out images allow: "
+                        f"the maximum is {most} (half of them, so the real-data row gets the "
+                        f"other half)")
+    return int(n)
+
+
 def eval_sets(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"], n: int,
               seed: int = 0) -> EvalSets:
     """Shuffle the held-out set with ``seed`` and cut two disjoint halves of ``n`` images.
 
-    ``n`` is capped at half of what exists (``len(heldout) // 2``); the result says which N
-    was used.
+    Callers validate ``n`` first with :func:`check_eval_n` (a user's N above the maximum is an
+    error there). Here ``n`` is still capped at ``max_eval_n(len(heldout))``, and the result
+    says which N was used: a last guard, not a feature.
     """
     import torch
 
-    n_used = min(int(n), len(heldout) // 2)
+    n_used = min(int(n), max_eval_n(len(heldout)))
     if n_used < 2:
         raise ValueError(f"need at least 4 held-out images for a real-vs-real row, "
                          f"got {len(heldout)}")

@@ -163,6 +163,9 @@ class MetricContext:
     device: str
     seed: int = 0
     real_labels: Optional["torch.Tensor"] = None  # labels of ``real`` where known
+    # The run's training images (N, 1, S, S) in [-1, 1], same S as the samples: what the
+    # memorisation metric measures nearness to. None: that metric reports NaN.
+    train: Optional["torch.Tensor"] = None
 
 
 class Metric:

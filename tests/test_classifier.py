@@ -39,6 +39,17 @@ def test_features_and_logits_shapes():
         model.features(torch.zeros(2, 3, 28, 28))
 
 
+def test_pre_activations_are_the_features_before_the_relu():
+    model = classifier.load_classifier()
+    x = torch.rand(7, 1, 32, 32) * 2 - 1
+    pre = model.pre_activations(x)
+    assert pre.shape == (7, classifier.FEATURE_DIM) and (pre < 0).any()
+    torch.testing.assert_close(pre.clamp(min=0), model.features(x), rtol=0, atol=0)
+    batched, logits = classifier.embed_pre_activations(model, x, batch_size=3)
+    torch.testing.assert_close(batched, pre)
+    torch.testing.assert_close(logits, model.logits(x))
+
+
 def test_load_is_cached_per_process():
     assert classifier.load_classifier() is classifier.load_classifier()
 

@@ -2,6 +2,7 @@
 real digits, noise and a mode-collapsed "generator" (real 7s scored against 7s and 8s)."""
 
 import functools
+import json
 import math
 
 import pytest
@@ -123,20 +124,47 @@ def test_prdc_needs_more_samples_than_k():
 
 
 # ------------------------------------------------------------------------------ modes
+def _confident(labels: list[int]) -> torch.Tensor:
+    """Log-probabilities (N, 10) putting 0.99 on each given label."""
+    logp = torch.full((len(labels), 10), math.log(0.01 / 9))
+    logp[torch.arange(len(labels)), torch.tensor(labels)] = math.log(0.99)
+    return logp
+
+
 def test_mode_stats_counts_only_confident_classes_above_the_threshold():
     n = 1000
-    logp = torch.full((n, 10), math.log(0.01 / 9))
-    labels = torch.tensor([7] * 950 + [8] * 40 + [3] * 10)  # 8: 4% < 0.1 * n / 2 = 5%
-    logp[torch.arange(n), labels] = math.log(0.99)
-    real = torch.full((n, 10), -10.0)
-    real[torch.arange(n), torch.tensor([7, 8] * (n // 2))] = 0.0
+    logp = _confident([7] * 950 + [8] * 40 + [3] * 10)  # 8: 4% < half of the real 50%
+    real = _confident([7, 8] * (n // 2))
     row = M.mode_stats(logp, real, (7, 8))
     assert (row["modes_covered"], row["modes_total"]) == (1, 2)
+    assert (row["modes_share_7"], row["modes_share_8"]) == (0.95, 0.04)
+    assert "modes_share_3" not in row  # shares are reported for the selected digits only
     assert row["modes_frac_7"] == 0.95 and row["modes_frac_3"] == 0.01
     assert sum(row[f"modes_frac_{c}"] for c in range(10)) == pytest.approx(1.0)
     assert row["modes_kl"] > 0.5  # ~ 0.95 log(0.95 / 0.5): most mass where real has half
     unsure = torch.log_softmax(torch.zeros(n, 10), dim=1)  # every class at 0.1: no confidence
     assert M.mode_stats(unsure, real, ())["modes_covered"] == 0
+
+
+def test_a_class_is_covered_from_half_its_real_share():
+    """COVERED_SHARE_OF_REAL = 0.5: with 60% real 7s and 40% real 8s, 8s count from a 20% share,
+    7s from 30%. The old rule (5% for two digits) counted 6% 8s as covered."""
+    real = _confident([7] * 600 + [8] * 400)
+    at = M.mode_stats(_confident([7] * 800 + [8] * 200), real, (7, 8))
+    below = M.mode_stats(_confident([7] * 801 + [8] * 199), real, (7, 8))
+    assert (at["modes_covered"], below["modes_covered"]) == (2, 1)
+    sevens_short = M.mode_stats(_confident([7] * 299 + [8] * 701), real, (7, 8))
+    assert sevens_short["modes_covered"] == 1
+    assert M.mode_stats(_confident([7] * 940 + [8] * 60), real, (7, 8))["modes_covered"] == 1
+    # Unsure samples do not count toward a share, even when their argmax is the class.
+    unsure8 = torch.log_softmax(torch.zeros(300, 10), dim=1)
+    unsure8[:, 8] += 1.0  # argmax 8, but p(8) = e / (e + 9) = 0.23 < 0.5
+    mixed = torch.cat([_confident([7] * 700), unsure8])
+    row = M.mode_stats(mixed, real, (7, 8))
+    assert row["modes_frac_8"] == 0.3 and row["modes_share_8"] == 0.0
+    assert row["modes_covered"] == 1
+    # A class the real set lacks still needs at least one confident sample.
+    assert M.mode_stats(_confident([7] * 10), _confident([7] * 10), (7, 8))["modes_covered"] == 1
 
 
 # ------------------------------------------------------------------------------ on digits
@@ -163,6 +191,8 @@ def noise_row():
 
 
 def test_real_vs_real_is_near_the_floor(real_row, noise_row):
+    assert (real_row["metric_n"], real_row["metric_image_size"]) == (N, 32)
+    assert all(0.07 < real_row[f"modes_share_{d}"] < 0.13 for d in range(10))
     # Finite-sample FID is not 0 (about 8 at N=500 here) but tiny next to noise (about 1000).
     assert real_row["fid_digits"] < 0.05 * noise_row["fid_digits"]
     for column in ("prdc_precision", "prdc_recall", "prdc_coverage"):
@@ -195,6 +225,96 @@ def test_only_sevens_covers_one_mode_of_two(real_row):
     assert row["prdc_coverage"] < real78["prdc_coverage"] - 0.2
     assert row["modes_kl"] > 0.5 > real78["modes_kl"]  # ~log 2 for all 7s against half 7s
     assert row["fid_digits"] > 10 * real78["fid_digits"]
+
+
+# ------------------------------------------------------------------------------ bad sets
+@pytest.fixture(scope="module")
+def bad_sets():
+    """Real test digits and sets a metric must not mistake for them (N each, 32x32)."""
+    images, _ = _test_digits()
+    stand_in, real = images[:N], images[N:2 * N]
+    gen = torch.Generator().manual_seed(11)
+    return real, {
+        "real": stand_in,
+        "blank": torch.full_like(stand_in, -1.0),                      # black background only
+        "constant grey": torch.zeros_like(stand_in),                    # every pixel mid-grey
+        "uniform noise": torch.rand(stand_in.shape, generator=gen) * 2 - 1,
+        "one digit": stand_in[:1].repeat(N, 1, 1, 1),                   # a real digit, N times
+    }
+
+
+def test_prdc_precision_punishes_blank_constant_and_noise(bad_sets):
+    real, sets = bad_sets
+    context = _context()
+    rows = {name: quality.evaluate(["prdc"], x, real, context, _registry())
+            for name, x in sets.items()}
+    assert rows["real"]["prdc_precision"] > 0.8
+    for name in ("blank", "constant grey", "uniform noise"):
+        assert rows[name]["prdc_precision"] < 0.05, name
+        assert rows[name]["prdc_density"] < 0.05, name
+    # One real digit repeated is faithful (precision stays high, as it should: it IS a real
+    # digit), but it has no diversity: recall and coverage collapse.
+    one = rows["one digit"]
+    assert one["prdc_recall"] < 0.05 and one["prdc_coverage"] < 0.05
+    # Why not the post-ReLU features: there blank images and noise sit inside real digits'
+    # k-NN balls. And why standardised: raw pre-activations let some noise in (0.14 measured).
+    post, raw = ({name: M.prdc(view(real), view(sets[name]))["prdc_precision"]
+                  for name in ("blank", "uniform noise")}
+                 for view in (lambda x: M.classifier_outputs(x).features,
+                              lambda x: M.classifier_outputs(x).pre_activations))
+    assert post["uniform noise"] > 0.9   # (blank gets 0.00 here, 1.00 on 7s and 8s alone)
+    assert raw["blank"] < 0.05 and raw["uniform noise"] > 0.05
+
+
+def test_the_shipped_scale_is_the_training_digits_scale():
+    """The recorded per-unit mean and std are what the shipped weights give on the embedded
+    training digits (recomputed here), and belong to exactly those weights."""
+    from ganbench import classifier
+
+    mean, std = classifier.pre_activation_scale()
+    record = json.loads(classifier.SCALE_PATH.read_text())
+    assert record["weights_sha256"] == classifier.sha256_of(classifier.WEIGHTS_PATH)
+    fresh_mean, fresh_std = classifier.scale_of(classifier.load_classifier(),
+                                                classifier._scale_digits())
+    torch.testing.assert_close(mean, fresh_mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(std, fresh_std, atol=1e-5, rtol=1e-5)
+    assert (std > 0.1).all()  # no dead unit before the ReLU: every one can be standardised
+
+
+def test_memorisation_flags_a_training_copy_and_passes_held_out_digits():
+    mnist = data.load_embedded()
+    train = data.prepare(mnist.train_images[:2000], 32)
+    heldout, _ = _test_digits()
+    real, fresh = heldout[:N], heldout[N:2 * N]
+    context = MetricContext(digits=(), image_size=32, device="cpu", train=train)
+    registry = _registry()
+    copy = quality.evaluate(["memorisation"], train[:N], real, context, registry)
+    held = quality.evaluate(["memorisation"], fresh, real, context, registry)
+    assert copy["memo_copy_share"] == 1.0 and copy["memo_nn_ratio"] < 1e-3
+    # Held-out digits fall below the held-out 1st percentile about 1% of the time.
+    assert held["memo_copy_share"] < 0.05
+    assert 0.85 < held["memo_nn_ratio"] < 1.15
+    # A half-copied set: half the samples are near-copies (a little noise does not hide them).
+    noisy = train[:N] + 0.05 * torch.randn(train[:N].shape, generator=torch.Generator().manual_seed(3))
+    half = torch.cat([noisy[:N // 2], fresh[:N // 2]])
+    share = quality.evaluate(["memorisation"], half, real, context, registry)["memo_copy_share"]
+    assert 0.48 < share < 0.55
+
+
+def test_memorisation_arithmetic_on_hand_made_points():
+    """1-pixel 'images' on a line: train at 0 and 10; held-out at distances 1..100 from train."""
+    train = torch.tensor([0.0, 10.0], dtype=torch.float64).reshape(2, 1, 1, 1)
+    real = (10.0 + torch.arange(1.0, 101.0, dtype=torch.float64)).reshape(100, 1, 1, 1)
+    # 1st percentile of 1..100 by linear interpolation: 1 + 0.99 * (2 - 1) = 1.99.
+    fake = torch.tensor([0.0, 10.5, 11.98, 12.0, 60.0],
+                        dtype=torch.float64).reshape(5, 1, 1, 1)  # distances 0, .5, 1.98, 2, 50
+    row = M.memorisation(fake, real, train)
+    assert row["memo_copy_share"] == pytest.approx(3 / 5)
+    assert row["memo_nn_ratio"] == pytest.approx(1.98 / 50.5)   # medians: 1.98 and 50.5
+    torch.testing.assert_close(M.nearest_distances(fake, train),
+                               torch.tensor([0.0, 0.5, 1.98, 2.0, 50.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="one shape"):
+        M.memorisation(torch.zeros(3, 1, 2, 2), real, train)
 
 
 def test_features_are_cached_per_tensor_until_modified():
