@@ -226,7 +226,7 @@ class DataParallel(OneProcess):
             saved = 1 if by_rank is None else len(by_rank)
             raise ConfigError(f"this checkpoint was written by {saved} rank(s), and this run "
                               f"has {self.world_size}; resume with --nproc {saved}")
-        return {**state, "rng_noise": by_rank[self.rank]}
+        return {**state, "rng_noise": by_rank[self.rank].clone()}  # set_state needs its own storage
 
     def barrier(self) -> None:
         dist.barrier(group=self.control)

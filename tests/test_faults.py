@@ -816,3 +816,80 @@ def test_case7_a_kernel_breaking_the_contract_fails_its_row_in_one_line(tmp_path
     assert broken["error"].startswith("attention kernel broken-attn ") and fragment in \
         broken["error"], broken["error"]
     assert rows["sagan+hinge+eager-attn"]["status"] == "ok"  # the checked wrapper passes it
+
+
+@pytest.mark.slow  # ~50 s on the shared 2-core machine: two torchrun starts
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two ranks need two cores")
+def test_case8_torchrun_killed_then_resumed_on_the_same_number_of_ranks(fault_env, tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--plugins", "dcgan,bce,slow-loss", "--steps", "12", "--checkpoint-every",
+            "2", "--nproc", "2", "--out", str(out), *TINY]
+    proc = subprocess.Popen([sys.executable, "-m", "ganbench", *argv], env=fault_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = checkpoint_path(out, "dcgan+slow-loss")
+    wait_for(ckpt, proc, timeout=180)
+    ranks = children_of(proc.pid)  # `--nproc` exec'd torchrun in place: its ranks
+    assert len(ranks) == 2
+    proc.kill()  # SIGKILL of torchrun itself: it cannot stop its ranks
+    proc.wait()
+    assert wait_until(lambda: not any(alive(r) for r in ranks), 5.0), "orphaned ranks"
+    saved = load_checkpoint(ckpt)
+    assert saved["rng_noise_by_rank"].shape[0] == 2  # every rank's noise stream
+    [first] = rows_of(out)
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+
+    res = ganbench(fault_env, "run", "--resume", str(out))  # forgot --nproc
+    assert res.returncode == 2
+    assert f"continue it with: ganbench run --resume {out} --nproc 2" in res.stderr
+    assert rows_of(out) == [first] and load_checkpoint(ckpt)["step"] == saved["step"]
+
+    res = ganbench(fault_env, "run", "--resume", str(out), "--nproc", "2", timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_table_valid(out, 2)
+    kept, resumed = rows_of(out)
+    assert kept == first
+    assert resumed["world_size"] == 2 and resumed["resumed_from_step"] == saved["step"]
+    same_training(resumed, first)  # rank 0's losses as if never killed
+    assert not ckpt.exists()
+
+
+# ------------------------------------------------------------------------------------------
+# What a run shows (issue 15): results on stdout, progress/notes/warnings once on stderr
+# ------------------------------------------------------------------------------------------
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def test_off_a_terminal_stdout_has_only_results_and_stderr_the_rest_once(fault_env, tmp_path):
+    import re
+
+    out = tmp_path / "run"
+    # warn-loss warns at every D step from the 3rd on, in each of the two workers; dcgan with
+    # eager-attn is a skipped pair: a note.
+    res = ganbench(fault_env, "run", "--plugins", "dcgan,sagan,warn-loss,eager-attn",
+                   "--steps", "4", "--out", str(out),
+                   *[a for a in TINY if a != "--quiet"])
+    assert res.returncode == 0, res.stderr
+    stdout = res.stdout.strip().splitlines()
+    assert stdout[-1] == f"results: {out}"
+    assert all(line.startswith("|") for line in stdout[:-2]) and stdout[-2] == ""
+    assert "dcgan+warn-loss" in res.stdout and "sagan+warn-loss+eager-attn" in res.stdout
+
+    err = res.stderr.strip().splitlines()
+    warned = [line for line in err if "faultplug: injected warning" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: UserWarning: "), err
+    notes = [line for line in err if line.startswith("note: ")]
+    assert len(notes) == 1 and "eager-attn" in notes[0], err
+    progress = [line for line in err if line not in warned + notes]
+    assert progress and all(re.match(rf"{STAMP} \[[12]/2\] ", line) for line in progress), err
+    for phase in ("starting worker", "training", "step 4/4 (100%)", "writing", "ok in"):
+        assert any(f"[2/2] sagan+warn-loss+eager-attn: {phase}" in line for line in progress), \
+            phase
+
+
+def test_quiet_prints_only_where_the_results_are(fault_env, tmp_path):
+    out = tmp_path / "run"
+    res = ganbench(fault_env, "run", "--plugins", "dcgan,warn-loss,eager-attn", "--steps", "3",
+                   "--out", str(out), *TINY)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"results: {out}\n"
+    assert res.stderr == ""  # no progress, note or warning
