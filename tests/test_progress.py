@@ -74,3 +74,27 @@ def test_eta_scales_elapsed_time_by_the_work_left(monkeypatch):
 def test_durations_read_naturally():
     assert [_format_duration(s) for s in (None, 0.4, 59, 61, 3600 + 120)] == \
         ["?", "0s", "59s", "1m01s", "1h02m"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_bars_show_the_sweep_and_each_combination():
+    stream = _Terminal()
+    progress = Progress(total=2, steps=10, stream=stream)
+    assert progress.terminal
+    progress.note("once")
+    progress.start("dcgan+bce")
+    progress.event("dcgan+bce", "phase", phase="training")
+    progress.event("dcgan+bce", "step", step=10, d_loss=0.25, g_loss=2.0)
+    progress.finish("dcgan+bce", "ok")
+    progress.start("sagan+hinge")
+    progress.finish("sagan+hinge", "crashed", "worker was killed by SIGKILL")
+    progress.close()
+    text = stream.getvalue()
+    assert "combinations" in text and "2/2" in text  # the sweep's bar reached the end
+    assert "dcgan+bce:   0%" in text  # its bar (later redraws are rate-limited by tqdm)
+    assert "note: once" in text
+    assert "sagan+hinge: crashed: worker was killed by SIGKILL" in text
