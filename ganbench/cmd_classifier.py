@@ -68,11 +68,24 @@ def _eval(args: argparse.Namespace) -> int:
     arrays = data.load_mnist_dir(args.mnist) if args.mnist else data.load_embedded()
     images = data.prepare(arrays.test_images, classifier.INPUT_SIZE)
     labels = torch.from_numpy(arrays.test_labels)
-    model = classifier.load_classifier(args.weights)
+    model = _load(classifier, args.weights)
     acc = classifier.accuracy(model, images, labels)
     where = args.weights or classifier.WEIGHTS_PATH
     print(f"{where}: test accuracy {acc:.4f} on {len(labels)} MNIST test digits")
     return 0
+
+
+def _load(classifier, weights):
+    """The classifier at ``weights`` (or the shipped one); any failure of a damaged, edited or
+    hostile file (its checksum record included) is one line, never torch's advice on how to
+    turn the weights-only protection off."""
+    from ganbench.safe_load import describe
+
+    try:
+        return classifier.load_classifier(weights)
+    except Exception as exc:
+        raise describe(weights or classifier.WEIGHTS_PATH, "ganbench digit-classifier file",
+                       exc) from None
 
 
 def run(args: argparse.Namespace) -> int:

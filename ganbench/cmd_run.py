@@ -176,7 +176,7 @@ def _resume(args: argparse.Namespace) -> int:
                               f"drop {flag} (only --quiet, --in-process, --jobs, --nproc and "
                               "--retry-failed may be given)")
     cfg = load_run_config(args.resume)
-    cfg = dataclasses.replace(cfg, quiet=cfg.quiet or args.quiet,
+    cfg = dataclasses.replace(cfg, quiet=args.quiet,  # how to run, not what: not inherited
                               isolate=cfg.isolate and not args.in_process,
                               jobs=args.jobs if args.jobs != 1 else cfg.jobs)
     if not launched_by_torchrun():  # under torchrun the ranks check it (ganbench.resume.start)

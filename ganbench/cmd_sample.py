@@ -20,35 +20,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_generator(run_dir: Path, combo: str, device: str):
-    """Rebuild the generator of ``combo`` from ``models/<combo>.G.pt`` (weights_only load)."""
-    import torch
+    """Rebuild the generator of ``combo`` from ``models/<combo>.G.pt`` (weights_only load).
 
+    UserError (one line) for a missing, damaged, edited or hostile file."""
     from ganbench.errors import UserError
     from ganbench.registry import get_registry
+    from ganbench.safe_load import describe, load_tensors
     from ganbench.specs import ModelRequest
 
+    what = "ganbench generator file"
     path = run_dir / "models" / f"{combo}.G.pt"
-    if not path.exists():
+    if not path.is_file():
         have = sorted(p.name[:-5] for p in (run_dir / "models").glob("*.G.pt"))
         raise UserError(f"no generator for {combo!r} in {run_dir}; have: "
                         f"{', '.join(have) or 'none'}")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        registry = get_registry()
-        arch = registry.lookup(saved["architecture"], ("architecture",)).spec
-    except (RuntimeError, KeyError, OSError, ValueError) as exc:
-        raise UserError(f"cannot load generator {path}: {exc}".splitlines()[0])
+    saved = load_tensors(path, what)
+    if not isinstance(saved, dict) or not isinstance(saved.get("generator"), dict):
+        raise UserError(f"cannot load {path}: not a readable {what} (no generator weights in it)")
+    for key in ("image_size", "z_dim"):
+        value = saved.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 4096:
+            raise UserError(f"cannot load {path}: not a readable {what} ({key} is {value!r})")
+    registry = get_registry()
+    if not isinstance(saved.get("architecture"), str):
+        raise UserError(f"cannot load {path}: not a readable {what} (no architecture name)")
+    arch = registry.lookup(saved["architecture"], ("architecture",)).spec
+    if saved["image_size"] not in arch.image_sizes:
+        raise UserError(f"cannot load {path}: {arch.name} does not build "
+                        f"{saved['image_size']}x{saved['image_size']} images")
     attend = None
     if arch.uses_attention:
         # The weights do not depend on the kernel; use the trained one where it runs here.
-        kernel = saved.get("attention") or arch.defaults.attention
-        spec = registry.attention.get(kernel)
+        kernel = saved.get("attention") if isinstance(saved.get("attention"), str) else None
+        spec = registry.attention.get(kernel or arch.defaults.attention)
         if spec is None or spec.why_unavailable(device):
             spec = registry.attention[arch.defaults.attention]
         attend = spec.factory()
-    G, _ = arch.build(ModelRequest(int(saved["image_size"]), int(saved["z_dim"]),
-                                   attend=attend))
-    G.load_state_dict(saved["generator"])
+    G, _ = arch.build(ModelRequest(saved["image_size"], saved["z_dim"], attend=attend))
+    try:
+        G.load_state_dict(saved["generator"])
+    except Exception as exc:  # mismatched or non-tensor entries in an edited file
+        raise describe(path, what, exc) from None
     return G.to(device), saved
 
 
@@ -57,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from ganbench import atomic
     from ganbench.config import resolve_device
     from ganbench.errors import UserError
     from ganbench.report import save_grid, to_uint8
@@ -70,9 +83,11 @@ def run(args: argparse.Namespace) -> int:
     settings = {"run_dir": str(args.run_dir), "combo": args.combo, "n": args.n,
                 "seed": args.seed, "image_size": int(saved["image_size"]),
                 "z_dim": int(saved["z_dim"]), "range": "uint8 0..255 = [-1, 1] scaled"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, images=to_uint8(images), settings=json.dumps(settings))
+    # Atomically, through a file object: np.savez would append ".npz" to a path without it.
+    with atomic.replacing(args.out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, images=to_uint8(images), settings=json.dumps(settings))
     if args.grid:
-        save_grid(images[:64], args.grid)
+        with atomic.replacing(args.grid) as tmp:
+            save_grid(images[:64], tmp)
     print(f"wrote {args.n} samples to {args.out}")
     return 0

@@ -110,6 +110,9 @@ def read_idx(path: PathLike) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header: expected {header_size} bytes, found "
                         f"{len(data)}; re-download the file")
     shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(n_dims))
+    if n_dims == 3 and 0 in shape[1:]:  # 0 images is a valid (empty) file; 0-pixel images not
+        raise DataError(f"{path}: IDX header says images of {shape[1]} rows x {shape[2]} "
+                        "columns; an image needs at least one of each (damaged file?)")
     expected = header_size + math.prod(shape)  # Python ints: a huge header cannot overflow
     if len(data) < expected:
         raise DataError(f"{path}: truncated: header {shape} needs {expected} bytes, found "

@@ -1,8 +1,8 @@
 """Data-parallel training under torchrun: one process per rank, each combination in-process.
 
 ``torchrun --nproc-per-node N -m ganbench run ...`` (or ``ganbench run --nproc N ...``, which
-execs exactly that) starts N processes that each run the whole sweep. :func:`run_ranks` replaces
-the runner's loop there; :class:`DataParallel` is what :func:`ganbench.runner.execute` asks for
+execs exactly that) starts N processes that each run the whole sweep (:mod:`ganbench.ranks`);
+:class:`DataParallel` is what :func:`ganbench.execute.execute` asks for
 the few things that differ from one process (:class:`OneProcess` is the default, a no-op).
 
 The contract, and why each choice was made:
@@ -43,7 +43,11 @@ The contract, and why each choice was made:
   barrier on a gloo "control" group with a long timeout: waiting while rank 0 works alone is
   expected there, and NCCL's watchdog (10 minutes by default) would otherwise kill the job.
 - Failures: an exception ends that rank's process and torchrun stops the others; the rows
-  already written stay (the table is rewritten atomically after each combination).
+  already written stay (the table is rewritten atomically after each combination), and so does
+  the combination's last checkpoint: ``--resume RUN_DIR --nproc N`` continues it.
+- Checkpoints: every rank holds the same models, optimisers and shuffle, so rank 0 alone
+  writes, adding every rank's noise-stream state (:meth:`DataParallel.whole_state`); every
+  rank loads the same file and takes its own stream (:meth:`DataParallel.own_part`).
 - ``--scaling``: before each combination's N-rank run, rank 0 trains it alone (no DDP) with the
   same per-rank batch while the others wait; that row goes to ``scaling-1rank/``, and the N-rank
   row gets ``img_per_s_1rank`` and ``scaling_efficiency = img_per_s / (N * img_per_s_1rank)``
@@ -226,7 +230,7 @@ class DataParallel(OneProcess):
             saved = 1 if by_rank is None else len(by_rank)
             raise ConfigError(f"this checkpoint was written by {saved} rank(s), and this run "
                               f"has {self.world_size}; resume with --nproc {saved}")
-        return {**state, "rng_noise": by_rank[self.rank]}
+        return {**state, "rng_noise": by_rank[self.rank].clone()}  # set_state needs its own storage
 
     def barrier(self) -> None:
         dist.barrier(group=self.control)

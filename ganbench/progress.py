@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timezone
 from typing import Optional, TextIO
 
-PLAIN_EVERY = 0.10  # plain mode: a step line each time a combination passes another 10%
+PLAIN_LINES = 10  # plain mode: a step line each time a combination passes another 10%
 
 
 def _format_duration(seconds: Optional[float]) -> str:
@@ -40,7 +40,7 @@ class _Combo:
         self.name, self.index, self.steps = name, index, steps
         self.step = 0
         self.phase = "queued"
-        self.last_plain_fraction = -1.0
+        self.last_tenth = 0
         self.bar = None
         self.started = time.monotonic()
 
@@ -122,12 +122,11 @@ class Progress:
                     combo.bar.update(combo.step - combo.bar.n)
                     self._refresh_overall()
                 else:
-                    fraction = combo.step / self.steps
-                    if fraction - combo.last_plain_fraction >= PLAIN_EVERY or \
-                            combo.step == self.steps:
-                        combo.last_plain_fraction = fraction
+                    tenth = combo.step * PLAIN_LINES // self.steps  # integers: no float drift
+                    if tenth > combo.last_tenth:
+                        combo.last_tenth = tenth
                         self._plain(combo, f"step {combo.step}/{self.steps} "
-                                           f"({fraction:.0%}) {losses}")
+                                           f"({combo.step / self.steps:.0%}) {losses}")
 
     def finish(self, name: str, status: str, error: Optional[str] = None) -> None:
         with self.lock:

@@ -126,11 +126,11 @@ def exec_torchrun(nproc: int, run_argv: list[str], cfg=None):
         from ganbench.config import resolve_device
 
         device = resolve_device(cfg.device)
+        check_ranks(cfg, nproc, device)
         limit, what = max_ranks(device)
         if nproc > limit:
             raise ConfigError(f"--nproc {nproc} is more than the {limit} {what} here; use "
                               f"--nproc {max(1, limit)} or fewer")
-        check_ranks(cfg, nproc, device)
     command = torchrun_command(nproc, run_argv)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -167,6 +167,9 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches, *, steps:
                                          outcome))
 
     outcome.step_seconds = carried_seconds + timer.seconds()
+    if outcome.diverged_at is not None:  # time only steps before the first non-finite one
+        timed_ok = max(0, outcome.diverged_at - 1 - first - warmup)  # their count in this call
+        outcome.step_seconds = carried_seconds + timer.seconds()[:timed_ok]
     all_losses = torch.stack(losses).cpu() if losses else torch.empty(0, 2)
     outcome.d_losses = all_losses[:, 0].tolist()
     outcome.g_losses = all_losses[:, 1].tolist()

@@ -86,3 +86,18 @@ def test_bad_memory_format_is_refused():
 
     with pytest.raises(ConfigError, match="--memory-format must be one of"):
         RunConfig(plugins=("dcgan",), memory_format="nhwc")
+
+
+def test_world_size_is_recorded_and_validated():
+    import pytest
+
+    from ganbench.config import RunConfig
+    from ganbench.errors import ConfigError
+
+    cfg = RunConfig(plugins=("dcgan",), world_size=2)
+    assert RunConfig.from_dict(cfg.to_dict()).world_size == 2
+    old = {k: v for k, v in cfg.to_dict().items() if k != "world_size"}  # an older config.json
+    assert RunConfig.from_dict(old).world_size == 1
+    with pytest.raises(ConfigError, match="world_size must be a positive integer"):
+        RunConfig(plugins=("dcgan",), world_size=0)
+

@@ -432,3 +432,15 @@ def test_embedded_test_set_is_the_real_mnist_test_set(embedded):
     files = data.find_mnist_files(MNIST_DIR)
     np.testing.assert_array_equal(data.read_idx(files["test_images"]), embedded.test_images)
     np.testing.assert_array_equal(data.read_idx(files["test_labels"]), embedded.test_labels)
+
+
+@pytest.mark.parametrize("shape", [(3, 28, 0), (3, 0, 28), (3, 0, 0)])
+def test_read_idx_images_without_rows_or_columns_are_a_data_error(tmp_path, shape):
+    path = write(tmp_path / "x-idx3-ubyte", idx_bytes(np.zeros(shape, dtype=np.uint8)))
+    with pytest.raises(DataError, match=rf"images of {shape[1]} rows x {shape[2]} columns"):
+        data.read_idx(path)
+
+
+def test_read_idx_zero_images_is_still_a_valid_file(tmp_path):
+    path = write(tmp_path / "x-idx3-ubyte", idx_bytes(np.zeros((0, 28, 28), dtype=np.uint8)))
+    assert data.read_idx(path).shape == (0, 28, 28)

@@ -44,7 +44,24 @@ from ganbench.plugins.losses import BCELoss
 from ganbench.specs import LossSpec
 
 FAIL_AT = 3
-FAULTS = ("raise", "nan", "oom", "exit", "kill", "slow")
+FAULTS = ("raise", "nan", "oom", "exit", "kill", "slow", "killonce", "enospc", "warn")
+MARKER_ENV = "FAULTPLUG_MARKER"  # killonce: SIGKILL only while this file does not exist
+
+
+def _full_disk_for_models():
+    """From now on in this process, fsync of any file whose name holds ".G." (a generator's
+    weights being saved) fails as on a full disk: what the kernel reports when delayed
+    allocation finds no room."""
+    import errno
+
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if ".G." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    os.fsync = fsync
 
 
 class Faulty(BCELoss):
@@ -69,14 +86,27 @@ class Faulty(BCELoss):
             os.kill(os.getpid(), signal.SIGKILL)
         if self.fault == "slow":
             time.sleep(0.2)
+        if self.fault == "killonce" and not os.path.exists(os.environ[MARKER_ENV]):
+            open(os.environ[MARKER_ENV], "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.fault == "warn":
+            import warnings
+
+            warnings.warn("faultplug: injected warning", UserWarning)
         return loss
+
+
+def make(fault):
+    if fault == "enospc":
+        _full_disk_for_models()
+    return Faulty(fault)
 
 
 @hookimpl
 def ganbench_register_losses(register):
     for fault in FAULTS:
         register(LossSpec(name=f"{fault}-loss", summary=f"BCE with an injected fault: {fault}",
-                          factory=lambda fault=fault: Faulty(fault)))
+                          factory=lambda fault=fault: make(fault)))
 '''
 
 TINY = ["--metrics", "none", "--warmup", "1", "--batch-size", "8", "--image-size", "32",
@@ -524,3 +554,342 @@ def test_cli_default_checkpoint_interval_matches_the_config():
 
     assert cmd_run.DEFAULT_CHECKPOINT_EVERY == DEFAULT_CHECKPOINT_EVERY
     assert RunConfig(plugins=("dcgan",)).checkpoint_every == DEFAULT_CHECKPOINT_EVERY
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 14: the numbered cases. Each checks that no finished row and no checkpoint is lost,
+# and resumed rows are compared with an uninterrupted run: slow-loss and killonce-loss are BCE
+# plus a sleep or a one-time kill, so with the same seed they train exactly as dcgan+bce,
+# whose row sits in the same table.
+# ------------------------------------------------------------------------------------------
+def same_training(a: dict, b: dict) -> None:
+    """Two rows trained the same: equal step counts and bit-equal mean losses."""
+    assert a["steps"] == b["steps"]
+    assert a["d_loss_last10"] == b["d_loss_last10"]
+    assert a["g_loss_last10"] == b["g_loss_last10"]
+
+
+def children_of(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_case1_a_second_run_on_a_busy_folder_exits_2_and_the_first_is_untouched(
+        fault_env, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "ganbench", "run", "--plugins",
+                              "dcgan,slow-loss", "--steps", "8", "--out", str(out), *TINY],
+                             env=fault_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    wait_for(out / "config.json", first)
+    config = (out / "config.json").read_bytes()
+    second = ganbench(fault_env, "run", "--plugins", "dcgan,bce", "--steps", "3",
+                      "--out", str(out), *TINY)
+    assert second.returncode == 2
+    [line] = second.stderr.strip().splitlines()
+    assert f"another ganbench run (pid {first.pid}) is writing to {out}" in line
+    assert (out / "config.json").read_bytes() == config  # the first run's, untouched
+    assert first.wait(120) == 0, first.stderr.read()
+    assert_table_valid(out, 1)
+    assert rows_of(out)[0]["combo"] == "dcgan+slow-loss" and rows_of(out)[0]["steps"] == 8
+
+
+def test_case1_a_lock_whose_holder_died_does_not_block(tmp_path):
+    from ganbench.run_folder import FolderBusy, RunLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from ganbench.run_folder import RunLock; "
+                               f"RunLock({str(out)!r}).acquire(); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(FolderBusy, match=f"pid {holder.pid}"):
+        RunLock(out).acquire()
+    holder.kill()  # SIGKILL: no chance to clean up; the kernel drops the flock
+    holder.wait()
+    assert (out / "run.lock").read_text().strip() == str(holder.pid)  # the stale file stays
+    RunLock(out).acquire().release()  # ... and does not block
+
+
+def test_case2_rerun_over_an_interrupted_folder_refuses_then_force_starts_afresh(
+        tmp_path, capsys):
+    from ganbench.config import RunConfig
+
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = RunConfig(plugins=("dcgan",), metrics=(), device="cpu", steps=4, warmup=1,
+                    batch_size=8, image_size=32, out=out)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict()))
+    save_checkpoint(checkpoint_path(out, "dcgan+bce"), {"step": 2, "w": torch.zeros(2)})
+    before = {p.name: p.read_bytes() for p in [out / "config.json", *(out / "checkpoints").iterdir()]}
+
+    argv = ["run", "--plugins", "dcgan", "--steps", "4", "--out", str(out), *TINY]
+    assert main(argv) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"continue it with: ganbench run --resume {out} " in line and "--force" in line
+    after = {p.name: p.read_bytes() for p in [out / "config.json", *(out / "checkpoints").iterdir()]}
+    assert after == before  # nothing replaced, nothing deleted
+    assert not (out / "results.json").exists()
+
+    assert main([*argv, "--force"]) == 0  # on purpose: afresh
+    assert_table_valid(out, 1)
+    assert rows_of(out)[0]["resumed_from_step"] is None
+    assert not (out / "checkpoints" / "dcgan+bce.pt").exists()
+    # A finished run is refused too, without a resume command.
+    assert main(argv) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+
+
+def test_case3_a_sigkilled_worker_keeps_its_checkpoint_and_retry_failed_resumes_it(
+        fault_env, tmp_path):
+    out = tmp_path / "run"
+    env = {**fault_env, "FAULTPLUG_MARKER": str(tmp_path / "killed-once")}
+    # killonce-loss SIGKILLs its worker on the 3rd D step, after the checkpoint of step 2.
+    res = ganbench(env, "run", "--plugins", "dcgan,bce,killonce-loss", "--steps", "6",
+                   "--checkpoint-every", "2", "--out", str(out), *TINY)
+    assert res.returncode == 1, res.stderr
+    assert_table_valid(out, 2)
+    ok, crashed = rows_of(out)
+    assert crashed["status"] == "crashed" and "SIGKILL" in crashed["error"]
+    ckpt = checkpoint_path(out, "dcgan+killonce-loss")
+    assert load_checkpoint(ckpt)["step"] == 2  # kept for a retry
+    assert not checkpoint_path(out, "dcgan+bce").exists()  # a finished row's is dropped
+
+    # --resume alone: crashed is final; the rows stay and the user is told how to retry.
+    res = ganbench(env, "run", "--resume", str(out))
+    assert res.returncode == 1
+    assert rows_of(out) == [ok, crashed]
+    assert f"ganbench run --resume {out} --retry-failed" in res.stderr
+    assert ckpt.exists()
+
+    res = ganbench(env, "run", "--resume", str(out), "--retry-failed", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert_table_valid(out, 2)
+    kept, retried = rows_of(out)
+    assert kept == ok
+    assert retried["status"] == "ok" and retried["resumed_from_step"] == 2
+    same_training(retried, ok)  # as if it had never been killed
+    assert not ckpt.exists()
+
+
+def test_case4_sigkill_of_the_parent_takes_the_worker_with_it_then_resume(fault_env, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "ganbench", "run", "--plugins",
+                             "dcgan,bce,slow-loss", "--steps", "12", "--checkpoint-every", "2",
+                             "--out", str(out), *TINY],
+                            env=fault_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    ckpt = checkpoint_path(out, "dcgan+slow-loss")
+    wait_for(ckpt, proc)
+    workers = children_of(proc.pid)
+    assert workers, "no worker process found"
+    proc.kill()  # SIGKILL: the parent cannot stop its worker itself
+    proc.wait()
+    assert wait_until(lambda: not any(alive(w) for w in workers), 5.0), "orphaned worker"
+    saved = load_checkpoint(ckpt)["step"]
+    time.sleep(0.6)  # an orphan would checkpoint again within 0.4 s (0.2 s a step)
+    assert load_checkpoint(ckpt)["step"] == saved
+    [first] = rows_of(out)
+
+    # Case 2 on a real interrupted folder: the original command is refused, nothing lost.
+    res = ganbench(fault_env, "run", "--plugins", "dcgan,bce,slow-loss", "--steps", "12",
+                   "--checkpoint-every", "2", "--out", str(out), *TINY)
+    assert res.returncode == 2 and f"ganbench run --resume {out}" in res.stderr
+    assert rows_of(out) == [first] and load_checkpoint(ckpt)["step"] == saved
+
+    res = ganbench(fault_env, "run", "--resume", str(out))
+    assert res.returncode == 0, res.stderr
+    assert_table_valid(out, 2)
+    kept, resumed = rows_of(out)
+    assert kept == first and resumed["resumed_from_step"] == saved
+    same_training(resumed, first)
+    assert not [p for p in out.rglob("*.partial*")]
+
+
+def test_case5_a_full_disk_names_the_file_and_gives_the_combination_a_row(fault_env, tmp_path):
+    out = tmp_path / "run"
+    res = ganbench(fault_env, "run", "--plugins", "dcgan,bce,enospc-loss", "--steps", "3",
+                   "--out", str(out), *TINY)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert_table_valid(out, 2)
+    ok, full = rows_of(out)
+    assert ok["status"] == "ok" and (out / "models" / "dcgan+bce.G.pt").is_file()
+    model = out / "models" / "dcgan+enospc-loss.G.pt"
+    assert full["status"] == "failed"
+    assert full["error"] == f"cannot write {model}: No space left on device"
+    assert not model.exists()  # no truncated file ...
+    assert not [p for p in out.rglob("*") if ".partial" in p.name]  # ... and no litter
+    assert torch.load(out / "models" / "dcgan+bce.G.pt", weights_only=True)["z_dim"] > 0
+
+
+def test_case7_a_diverged_row_times_only_finite_steps_and_names_the_step(faults_in_process,
+                                                                         tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--plugins", "dcgan,nan-loss", "--steps", "6", "--in-process",
+            "--out", str(out), *[a for a in TINY if a != "--quiet"]]
+    assert main(argv) == 1
+    [row] = rows_of(out)
+    assert row["status"] == "diverged" and row["diverged_at"] == 3
+    # Step 1 is warm-up, step 2 is timed and finite, step 3 is NaN: one timed step only
+    # (before the fix all timed steps up to the check, NaN ones included, were counted).
+    assert row["timed_steps"] == 1
+    assert "step 3" in row["error"]
+    err = capsys.readouterr().err
+    assert "dcgan+nan-loss: diverged: a loss became NaN or inf at step 3" in err
+
+
+def test_case7_nothing_finite_means_no_throughput(faults_in_process, tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--plugins", "dcgan,nan-loss", "--steps", "6", "--warmup", "2",
+            "--in-process", "--out", str(out), *[a for a in TINY if a not in ("--warmup", "1")]]
+    assert main(argv) == 1
+    [row] = rows_of(out)
+    assert row["timed_steps"] == 0 and math.isnan(row["img_per_s"])
+
+
+def _transposed(q, k, v):  # (B, Dv, N): the bug of issue 14, case 7
+    from ganbench.kernels.attention.reference import attend_reference
+
+    return attend_reference(q, k, v).transpose(1, 2).contiguous()
+
+
+def _nan_attend(q, k, v):
+    return torch.full((q.shape[0], q.shape[1], v.shape[-1]), float("nan"), dtype=v.dtype)
+
+
+def _double_attend(q, k, v):
+    from ganbench.kernels.attention.reference import attend_reference
+
+    return attend_reference(q, k, v).double()
+
+
+@pytest.mark.parametrize("attend, fragment", [
+    (_transposed, "; the contract is (B, N, Dv) = "),
+    (_nan_attend, "returned NaN or inf for finite inputs"),
+    (_double_attend, "returned dtype torch.float64"),
+])
+def test_case7_a_kernel_breaking_the_contract_fails_its_row_in_one_line(tmp_path, attend,
+                                                                        fragment):
+    from ganbench.specs import AttentionSpec
+
+    registry = registry_module.get_registry()
+    registry.add("attention", AttentionSpec("broken-attn", "breaks the contract",
+                                            lambda: attend), "test")
+    out = tmp_path / "run"
+    try:
+        code = main(["run", "--plugins", "sagan,broken-attn,eager-attn", "--steps", "2",
+                     "--in-process", "--out", str(out), *TINY])
+    finally:
+        del registry.entries["attention"]["broken-attn"]
+    assert code == 1
+    rows = {row["combo"]: row for row in rows_of(out)}
+    broken = rows["sagan+hinge+broken-attn"]
+    assert broken["status"] == "failed"
+    assert broken["error"].startswith("attention kernel broken-attn ") and fragment in \
+        broken["error"], broken["error"]
+    assert rows["sagan+hinge+eager-attn"]["status"] == "ok"  # the checked wrapper passes it
+
+
+@pytest.mark.slow  # ~50 s on the shared 2-core machine: two torchrun starts
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two ranks need two cores")
+def test_case8_torchrun_killed_then_resumed_on_the_same_number_of_ranks(fault_env, tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--plugins", "dcgan,bce,slow-loss", "--steps", "12", "--checkpoint-every",
+            "2", "--nproc", "2", "--out", str(out), *TINY]
+    proc = subprocess.Popen([sys.executable, "-m", "ganbench", *argv], env=fault_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = checkpoint_path(out, "dcgan+slow-loss")
+    wait_for(ckpt, proc, timeout=180)
+    ranks = children_of(proc.pid)  # `--nproc` exec'd torchrun in place: its ranks
+    assert len(ranks) == 2
+    proc.kill()  # SIGKILL of torchrun itself: it cannot stop its ranks
+    proc.wait()
+    assert wait_until(lambda: not any(alive(r) for r in ranks), 5.0), "orphaned ranks"
+    saved = load_checkpoint(ckpt)
+    assert saved["rng_noise_by_rank"].shape[0] == 2  # every rank's noise stream
+    [first] = rows_of(out)
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+
+    res = ganbench(fault_env, "run", "--resume", str(out))  # forgot --nproc
+    assert res.returncode == 2
+    assert f"continue it with: ganbench run --resume {out} --nproc 2" in res.stderr
+    assert rows_of(out) == [first] and load_checkpoint(ckpt)["step"] == saved["step"]
+
+    res = ganbench(fault_env, "run", "--resume", str(out), "--nproc", "2", timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_table_valid(out, 2)
+    kept, resumed = rows_of(out)
+    assert kept == first
+    assert resumed["world_size"] == 2 and resumed["resumed_from_step"] == saved["step"]
+    same_training(resumed, first)  # rank 0's losses as if never killed
+    assert not ckpt.exists()
+
+
+# ------------------------------------------------------------------------------------------
+# What a run shows (issue 15): results on stdout, progress/notes/warnings once on stderr
+# ------------------------------------------------------------------------------------------
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def test_off_a_terminal_stdout_has_only_results_and_stderr_the_rest_once(fault_env, tmp_path):
+    import re
+
+    out = tmp_path / "run"
+    # warn-loss warns at every D step from the 3rd on, in each of the two workers; dcgan with
+    # eager-attn is a skipped pair: a note.
+    res = ganbench(fault_env, "run", "--plugins", "dcgan,sagan,warn-loss,eager-attn",
+                   "--steps", "4", "--out", str(out),
+                   *[a for a in TINY if a != "--quiet"])
+    assert res.returncode == 0, res.stderr
+    stdout = res.stdout.strip().splitlines()
+    assert stdout[-1] == f"results: {out}"
+    assert all(line.startswith("|") for line in stdout[:-2]) and stdout[-2] == ""
+    assert "dcgan+warn-loss" in res.stdout and "sagan+warn-loss+eager-attn" in res.stdout
+
+    err = res.stderr.strip().splitlines()
+    warned = [line for line in err if "faultplug: injected warning" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: UserWarning: "), err
+    notes = [line for line in err if line.startswith("note: ")]
+    assert len(notes) == 1 and "eager-attn" in notes[0], err
+    progress = [line for line in err if line not in warned + notes]
+    assert progress and all(re.match(rf"{STAMP} \[[12]/2\] ", line) for line in progress), err
+    for phase in ("starting worker", "training", "step 4/4 (100%)", "writing", "ok in"):
+        assert any(f"[2/2] sagan+warn-loss+eager-attn: {phase}" in line for line in progress), \
+            phase
+
+
+def test_quiet_prints_only_where_the_results_are(fault_env, tmp_path):
+    out = tmp_path / "run"
+    res = ganbench(fault_env, "run", "--plugins", "dcgan,warn-loss,eager-attn", "--steps", "3",
+                   "--out", str(out), *TINY)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"results: {out}\n"
+    assert res.stderr == ""  # no progress, note or warning

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -60,7 +61,8 @@ SMALL_INTS = st.integers(-2, 4)
 
 # Each example starts from a small valid run (BASE) and changes up to three options, each to a
 # value drawn from its strategy below: valid values mixed with wrong ones, DROP removes it.
-# --nproc is left out on purpose: it execs torchrun, replacing the test process.
+# --nproc would exec torchrun, replacing the test process: os.execv is stubbed to exit 0 there
+# (every check before it has run by then).
 DROP = "<drop>"
 BASE = {"--plugins": "dcgan", "--metrics": "none", "--device": "cpu", "--steps": "2",
         "--warmup": "1", "--batch-size": "8", "--image-size": "32", "--out": "{tmp}/run"}
@@ -88,6 +90,9 @@ OPTIONS = {
     "--checkpoint-every": SMALL_INTS.map(str),
     "--option": values("eager-attn.k=1", "compile-attn.mode=x", "bad", "=", "a.b="),
     "--jobs": values("1", "2", "0", "-1"),
+    "--nproc": values("1", "2", "3", "0", "-1", "99"),
+    "--force": st.none(),
+    "--retry-failed": st.none(),
     "--resume": values("{tmp}/nope", "{tmp}/file"),
     "--compile": st.none(),
     "--quiet": st.none(),
@@ -103,6 +108,10 @@ def stub_run_one(cfg, combo, run_dir, metric_names, resume=False, **progress):
     """A minimal finished row instead of training."""
     return {"combo": combo.name, "architecture": combo.architecture, "loss": combo.loss,
             "attention": combo.attention, "status": "ok", "steps": cfg.steps}
+
+
+def _no_exec(path, argv):
+    raise SystemExit(0)  # where torchrun would take over: the checks before it passed
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
@@ -136,6 +145,7 @@ def check_results(run_dir: Path, code: int) -> None:
 def test_fuzz_run_arguments(folders, changes):
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         mp.setattr(runner, "run_one", stub_run_one)
+        mp.setattr(os, "execv", _no_exec)
         (Path(tmp) / "file").write_text("a regular file, not a folder")
         fill = {"tmp": tmp, **{name: str(path) for name, path in folders.items()}}
         argv = ["run"]
