@@ -234,6 +234,7 @@ def _cpu_name() -> str:
 
 
 def main(argv=None) -> int:
+    gate.exit_on_sigterm()
     p = argparse.ArgumentParser(description="Plant regressions in temporary copies and show "
                                             "the gate catching them.")
     p.add_argument("--only", help="comma-separated cases: " + ",".join(c.key for c in CASES))
