@@ -260,6 +260,8 @@ def main(argv=None) -> int:
         if case.key in keys:
             results.append(run_case(case, head, args.rounds, args.sessions, log))
             print(f"{case.title}: {results[-1]['caught']}", flush=True)
+            if args.out:  # after every case: a long self-test interrupted keeps its rows
+                args.out.write_text(table(results, head, args.rounds, args.sessions))
     text = table(results, head, args.rounds, args.sessions)
     print(text)
     if args.out:
