@@ -1,8 +1,9 @@
 """Benchmark suite set-up: markers, and the machine info every saved JSON carries.
 
-Everything in this folder is marked ``benchmark`` (timing suite) or ``regression`` (the CI
-ratio check); the quick default run deselects both with ``-m "not benchmark and not
-regression"`` in addopts. Run the suite with ``pytest -m benchmark --benchmark-enable``
+The tests here are marked ``benchmark`` (timing suite) or ``regression`` (the CI regression
+gate, gate.py), which the quick default run deselects with ``-m "not benchmark and not
+regression"`` in addopts; test_gate_units.py (the gate's parts) is unmarked and runs in the
+quick suite. Run the suite with ``pytest -m benchmark --benchmark-enable``
 (results/baselines/README.md has the full command).
 """
 
@@ -44,7 +45,8 @@ def pytest_configure(config):
     # Registered here too, so this folder works before pyproject lists the markers.
     config.addinivalue_line("markers", "benchmark: pytest-benchmark timing suite "
                                        "(tests/benchmarks; needs --benchmark-enable)")
-    config.addinivalue_line("markers", "regression: noise-aware performance regression check")
+    config.addinivalue_line("markers", "regression: the regression gate, this checkout vs "
+                                       "its base commit")
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-benchmark hook: no error without the plugin

@@ -6,14 +6,12 @@
   production loop, so a change to the loop shows up here too);
 - :func:`peak_rss_reset` / :func:`peak_rss`: per-benchmark peak memory on the CPU.
 
-The planted slowdown (``GANBENCH_PLANT_SLOWDOWN=KERNEL:FACTOR``) lives here and only here: it
-exists to prove the CI check fails on a real slowdown, so production code never reads it.
+These serve the pytest-benchmark suite (test_bench.py). The CI regression gate is gate.py,
+which times the old and new commit side by side through workload.py.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -28,7 +26,6 @@ BATCH_SIZE = 16
 # with 64 channels at image 32 (N = 256 tokens, q/k C/8 = 8 channels, v 64), batch 16.
 OP_SHAPE = {"B": BATCH_SIZE, "N": 256, "Dqk": 8, "Dv": 64}
 
-PLANT_ENV = "GANBENCH_PLANT_SLOWDOWN"
 # Kernels that run on the CPU only under TRITON_INTERPRET=1 (tests/conftest.py sets it when
 # there is no GPU): a SAGAN step then takes ~20 s instead of ~0.2 s.
 INTERPRETED_ON_CPU = ("triton-attn",)
@@ -64,51 +61,14 @@ def timed_kernels(device: str = DEVICE) -> list[str]:
     return [k for k in kernel_names() if timing_skip_reason(k, device) is None]
 
 
-def parse_plant(text: Optional[str]) -> dict[str, int]:
-    """'sdpa-attn:2' -> {'sdpa-attn': 2}; a whole-number factor >= 1 per kernel, comma-separated.
-
-    Whole numbers because the slowdown is real work (the op runs FACTOR times, forward and
-    backward), not a sleep: it slows the kernel the way a bad change would, threads and all.
-    """
-    plants: dict[str, int] = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        match = re.fullmatch(r"\s*([a-z0-9-]+):(\d+)(?:\.0*)?\s*", item)
-        if not match or int(match.group(2)) < 1:
-            raise ValueError(f"{PLANT_ENV} item {item!r} is not KERNEL:N with N a whole "
-                             "number >= 1 (e.g. sdpa-attn:2)")
-        plants[match.group(1)] = int(match.group(2))
-    return plants
-
-
 def make_attend(kernel: str) -> Callable:
-    """The kernel's ``attend``; slowed FACTOR times when planted via GANBENCH_PLANT_SLOWDOWN."""
-    attend = get_registry().attention[kernel].factory()
-    factor = parse_plant(os.environ.get(PLANT_ENV)).get(kernel, 1)
-    if factor == 1:
-        return attend
-
-    def slowed(q, k, v):
-        # FACTOR - 1 extra full computations, kept in the graph with weight 0 so that backward
-        # pays for them too (an unused result would cost nothing in backward).
-        o = attend(q, k, v)
-        for _ in range(factor - 1):
-            o = o + 0.0 * attend(q, k, v)
-        return o
-
-    return slowed
+    """The kernel's ``attend`` with its default options."""
+    return get_registry().attention[kernel].factory()
 
 
 # ------------------------------------------------------------------------------------------
 # The attention op
 # ------------------------------------------------------------------------------------------
-def attend_anchor(q, k, v):
-    """A frozen copy of the textbook op, owned by this harness: the yardstick eager-attn is
-    timed against, so a slower eager-attn (every other ratio's reference) is still caught."""
-    return torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1), v)
-
-
 def attention_inputs(device: str = DEVICE, seed: int = 0, shape: dict = OP_SHAPE):
     """q, k (B, N, Dqk), v and dO (B, N, Dv) as leaves that require grad (dO does not).
 

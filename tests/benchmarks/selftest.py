@@ -1,0 +1,273 @@
+"""Self-test of the regression gate: plant each regression in a temporary copy, run the gate.
+
+    python -m tests.benchmarks.selftest                  # every plant and the clean copy
+    python -m tests.benchmarks.selftest --only clean,kernel --out table.md
+
+Each case is a detached ``git worktree`` of HEAD (removed afterwards) with one edit below,
+compared by the full gate (gate.run_gate, the same code CI runs) against HEAD itself. The
+table says, per case, what the gate reported for the comparisons the plant targets and
+whether the outcome is the expected one: every planted regression FAILs the gate through the
+comparison it targets, and the clean copy PASSes.
+
+The slowdowns are busy-waits proportional to the wall time of the code they slow (spinning,
+not sleeping, so they keep a core busy as real work would), so "+10%" stays +10% however
+loaded the machine is. They are text edits anchored on lines of today's code; when an anchor
+is missing (the code moved) the case is reported "not planted", never silently passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import basecommit  # noqa: E402
+import gate  # noqa: E402
+
+SPIN = """
+def _plant_spin(seconds):  # planted by tests/benchmarks/selftest.py
+    import time as _t
+    end = _t.perf_counter() + seconds
+    while _t.perf_counter() < end:
+        pass
+"""
+
+
+class PlantError(RuntimeError):
+    pass
+
+
+def _edit(tree: Path, rel: str, fn: Callable[[str], str]) -> None:
+    path = tree / rel
+    text = path.read_text()
+    new = fn(text)
+    if new == text:
+        raise PlantError(f"nothing changed in {rel}")
+    path.write_text(new)
+
+
+def _sub_once(pattern: str, repl: str, text: str, where: str) -> str:
+    new, n = re.subn(pattern, repl, text, count=1, flags=re.M)
+    if n != 1:
+        raise PlantError(f"anchor {pattern!r} not found in {where}")
+    return new
+
+
+def plant_shared_step(tree: Path) -> None:
+    """Every training step +10%: a spin of 10% of the step's time after G's update."""
+    def fn(text: str) -> str:
+        text = _sub_once(r"^(\s*)for step in range\(.*\):\n",
+                         lambda m: m.group(0) + f"{m.group(1)}    _plant_t0 = "
+                                                "time.perf_counter()\n", text, "train.py")
+        text = _sub_once(r"^(\s*)opt_g\.step\(\)\n",
+                         lambda m: m.group(0) + f"{m.group(1)}_plant_spin(0.10 * "
+                                                "(time.perf_counter() - _plant_t0))\n",
+                         text, "train.py")
+        return text + SPIN
+    _edit(tree, "ganbench/train.py", fn)
+
+
+def plant_kernel(tree: Path) -> None:
+    """eager-attn +15%: forward and backward each spin 15% of their own time."""
+    code = SPIN + '''
+import time as _plant_time
+
+import torch as _plant_torch
+
+
+class _PlantSlowEager(_plant_torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v):
+        with _plant_torch.enable_grad():
+            inputs = [t.detach().requires_grad_(t.requires_grad) for t in (q, k, v)]
+            t0 = _plant_time.perf_counter()
+            out = attend_eager(*inputs)
+            _plant_spin(0.15 * (_plant_time.perf_counter() - t0))
+        ctx.inputs, ctx.out = inputs, out
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, grad):
+        t0 = _plant_time.perf_counter()
+        wanted = [t for t in ctx.inputs if t.requires_grad]
+        got = iter(_plant_torch.autograd.grad(ctx.out, wanted, grad))
+        grads = tuple(next(got) if t.requires_grad else None for t in ctx.inputs)
+        _plant_spin(0.15 * (_plant_time.perf_counter() - t0))
+        return grads
+
+
+def _eager_factory():  # replaces the factory above: the register hook looks it up at call
+    return _PlantSlowEager.apply
+'''
+    _edit(tree, "plugins/attention.py", lambda t: t + code if "def _eager_factory" in t else t)
+
+
+def plant_dcgan(tree: Path) -> None:
+    """DCGAN only +10%: G.forward spins 10% of the time since its previous call, i.e. of
+    the D and G half-steps (G runs once at the start of each)."""
+    code = SPIN + '''
+import time as _plant_time
+
+_plant_forward = Generator.forward
+
+
+def _plant_slow_forward(self, z):
+    now = _plant_time.perf_counter()
+    last = getattr(self, "_plant_last", None)
+    if last is not None and now - last < 30:
+        _plant_spin(0.10 * (now - last))
+    self._plant_last = _plant_time.perf_counter()
+    return _plant_forward(self, z)
+
+
+Generator.forward = _plant_slow_forward
+'''
+    _edit(tree, "plugins/dcgan.py", lambda t: t + code if "class Generator" in t else t)
+
+
+def plant_g_lr(tree: Path) -> None:
+    """G's learning rate halved in the training loop."""
+    _edit(tree, "ganbench/train.py",
+          lambda t: _sub_once(r"(opt_g = torch\.optim\.\w+\(G\.parameters\(\), lr=)g_lr\b",
+                              r"\g<1>0.5 * g_lr", t, "train.py"))
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    title: str
+    plant: Callable[[Path], None] | None
+    targets: tuple[str, ...]   # comparison names (prefixes) that must fail; () = must pass
+
+
+CASES = [
+    Case("clean", "clean copy (no plant)", None, ()),
+    Case("step", "shared training step +10% (train loop)", plant_shared_step,
+         ("step dcgan", "step sagan")),
+    Case("kernel", "one kernel +15% (eager-attn fwd+bwd)", plant_kernel, ("attn eager-attn",)),
+    Case("dcgan", "DCGAN only +10% (G.forward)", plant_dcgan, ("step dcgan",)),
+    Case("glr", "quality: G learning rate halved", plant_g_lr, ("quality",)),
+]
+
+
+def run_case(case: Case, head: str, rounds: int, sessions: int, log) -> dict:
+    with basecommit.Worktree(head) as tree:
+        try:
+            if case.plant:
+                case.plant(tree)
+        except PlantError as exc:
+            return {"case": case, "caught": "not planted", "detail": str(exc), "ok": False}
+        log(f"\n=== {case.title}: {tree}")
+        diff = subprocess.run(["git", "-C", str(tree), "diff", "--stat"], capture_output=True,
+                              text=True).stdout.strip()
+        if diff:
+            log(diff)
+        t0 = time.perf_counter()
+        report = gate.run_gate(tree, head, rounds, sessions, echo=log)
+        seconds = time.perf_counter() - t0
+    failed = ([c.name for c in report.timing if c.failed]
+              + [f"quality {q['arch']}" for q in report.quality if q["failed"]])
+    lines = {c.name: c for c in report.timing}
+    qual = {f"quality {q['arch']}": q for q in report.quality}
+    if case.targets:
+        hit = [f for f in failed if f.startswith(case.targets)]
+        ok = bool(hit)
+        detail = "; ".join(_short(lines.get(f) or qual.get(f)) for f in hit) or \
+            "; ".join(_short(c) for n, c in {**lines, **qual}.items()
+                      if n.startswith(case.targets))
+        caught = "yes" if ok else "NO"
+    else:
+        ok = not failed
+        caught = "passed" if ok else "FAILED: " + ", ".join(failed)
+        detail = f"{len(report.timing)} timings within limits, quality: " + \
+            ", ".join(q["verdict"].split(":")[0] for q in report.quality)
+    others = [f for f in failed if case.targets and not f.startswith(case.targets)]
+    if others:
+        detail += f" (also failed: {', '.join(others)})"
+    return {"case": case, "caught": caught, "detail": detail, "ok": ok, "seconds": seconds}
+
+
+def _short(c) -> str:
+    if c is None:
+        return ""
+    if isinstance(c, dict):
+        return f"{c['arch']}: {c['verdict']}"
+    return (f"{c.name} ratio {c.ratio:.3f} CI [{c.low:.3f}, {c.high:.3f}] > {c.limit:.2f}"
+            if c.ratio is not None else f"{c.name}: {c.verdict}")
+
+
+def table(results: list[dict], head: str, rounds: int, sessions: int) -> str:
+    from tabulate import tabulate
+
+    rows = [[r["case"].title, r["caught"], r["detail"],
+             f"{r.get('seconds', 0):.0f}"] for r in results]
+    cpu = _cpu_name()
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head_text = (f"Gate self-test, {when}, at {head[:12]}; machine: {cpu}, "
+                 f"{os.cpu_count()} cores, load average at start "
+                 f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}; "
+                 f"{rounds} rounds in {sessions} sessions per gate run.\n\n")
+    return head_text + tabulate(rows, headers=["planted regression", "caught?",
+                                               "what the gate said", "gate s"],
+                                tablefmt="github") + "\n"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv=None) -> int:
+    gate.exit_on_sigterm()
+    p = argparse.ArgumentParser(description="Plant regressions in temporary copies and show "
+                                            "the gate catching them.")
+    p.add_argument("--only", help="comma-separated cases: " + ",".join(c.key for c in CASES))
+    p.add_argument("--rounds", type=int, default=gate.ROUNDS)
+    p.add_argument("--sessions", type=int, default=gate.SESSIONS)
+    p.add_argument("--out", type=Path, help="also write the table (markdown) here")
+    p.add_argument("--log", type=Path, help="write every gate line here (default: stderr)")
+    args = p.parse_args(argv)
+    keys = args.only.split(",") if args.only else [c.key for c in CASES]
+    unknown = sorted(set(keys) - {c.key for c in CASES})
+    if unknown:
+        print(f"error: unknown case(s) {', '.join(unknown)}; choose from "
+              f"{', '.join(c.key for c in CASES)}", file=sys.stderr)
+        return 2
+    head = basecommit.git("rev-parse", "HEAD")
+    log_file = args.log.open("a") if args.log else None
+
+    def log(line: str) -> None:
+        print(line, file=log_file or sys.stderr, flush=True)
+
+    results = []
+    for case in CASES:
+        if case.key in keys:
+            results.append(run_case(case, head, args.rounds, args.sessions, log))
+            print(f"{case.title}: {results[-1]['caught']}", flush=True)
+            if args.out:  # after every case: a long self-test interrupted keeps its rows
+                args.out.write_text(table(results, head, args.rounds, args.sessions))
+    text = table(results, head, args.rounds, args.sessions)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
