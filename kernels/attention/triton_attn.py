@@ -606,8 +606,14 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 _BOUND: dict = {}
 
 
+def _launch_hooks_installed() -> bool:
+    """True when a launch hook is set (Triton 3.6 keeps an empty HookChain otherwise)."""
+    hooks = (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook)
+    return any(h is not None and getattr(h, "calls", True) for h in hooks)
+
+
 def _launch(kernel, grid, args, meta, prebind: bool):
-    if not prebind or _INTERPRETING or knobs.runtime.launch_enter_hook is not None:
+    if not prebind or _INTERPRETING or _launch_hooks_installed():
         return kernel[grid](*args, **meta)
     key = (kernel, grid[1:], tuple(
         (a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else a for a in args),
