@@ -599,8 +599,10 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 # argument, compute the specialization key (dtype, 16-byte alignment, ==1 for each int and
 # pointer), hash it and look the compiled kernel up, on every call. At SAGAN's sizes the call
 # is launch-bound, so _launch does that once per configuration: it keys on what decides the
-# specialization here (each int's value, each tensor's dtype and 16-byte alignment, the
-# constexprs, the device) and afterwards calls the compiled kernel's launcher directly.
+# specialization here (each int's value, each tensor's dtype, all pointers 16-byte aligned,
+# the constexprs, the grid's batch/chunk dims) and afterwards calls the compiled kernel's
+# launcher directly on the current device and stream (so CUDA-graph capture still works).
+# Measured on the CPU with launches stubbed (host_cost.py): NOTES.md, section 2.
 # Under the interpreter, with a launch hook installed (profilers), or with prebind off it
 # takes Triton's normal path.
 _BOUND: dict = {}
@@ -612,23 +614,30 @@ def _launch_hooks_installed() -> bool:
     return any(h is not None and getattr(h, "calls", True) for h in hooks)
 
 
-def _launch(kernel, grid, args, meta, prebind: bool):
+def _launch(kernel, grid, tensors: tuple, ints: tuple, meta: dict, prebind: bool):
+    """``kernel[grid](*tensors, *ints, **meta)``, pre-bound where possible (see above).
+
+    ``tensors`` are the pointer arguments, ``ints`` the integer ones, in the kernel's order
+    (every kernel here takes its pointers first). A tensor that is not 16-byte aligned (a
+    view at an odd offset) takes Triton's path, which specializes on alignment.
+    """
     if not prebind or _INTERPRETING or _launch_hooks_installed():
-        return kernel[grid](*args, **meta)
-    key = (kernel, grid[1:], tuple(
-        (a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else a for a in args),
-        tuple(meta.items()))
-    bound = _BOUND.get(key)
+        return kernel[grid](*tensors, *ints, **meta)
+    aligned = not any(t.data_ptr() & 15 for t in tensors)
+    key = (kernel, grid[1:], ints, tuple(t.dtype for t in tensors), aligned,
+           tuple(meta.items()))
+    bound = _BOUND.get(key) if aligned else None
     if bound is None:
-        compiled = kernel[grid](*args, **meta)  # compiles (or finds) and launches once
-        constexprs = tuple(meta[name] for name in kernel.arg_names[len(args):])
-        _BOUND[key] = (compiled, constexprs)
+        compiled = kernel[grid](*tensors, *ints, **meta)  # compiles (or finds) and launches
+        if aligned:
+            n_args = len(tensors) + len(ints)
+            _BOUND[key] = (compiled, tuple(meta[name] for name in kernel.arg_names[n_args:]))
         return compiled
     compiled, constexprs = bound
     device = driver.active.get_current_device()
     compiled.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1,
                  driver.active.get_current_stream(device), compiled.function,
-                 compiled.packed_metadata, None, None, None, *args, *constexprs)
+                 compiled.packed_metadata, None, None, None, *tensors, *ints, *constexprs)
     return compiled
 
 
@@ -649,22 +658,22 @@ def _forward(q, k, v, options: Options = DEFAULT_OPTIONS, residual=None):
     o = torch.empty((B, N, Dv), device=v.device, dtype=v.dtype)
     lse = torch.empty((B, N), device=v.device, dtype=torch.float32)
     x, gamma, y = residual if residual is not None else (o, lse, o)  # unused when not RESIDUAL
-    args = (q, k, v, o, lse, x, y, gamma, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
-            *y.stride(), N, Dqk, Dv)
+    tensors = (q, k, v, o, lse, x, y, gamma)
+    ints = (*q.stride(), *k.stride(), *v.stride(), *o.stride(), *y.stride(), N, Dqk, Dv)
     if p.variant == "small-n":
         meta = dict(BLOCK_M=cfg["FWD_BLOCK_M"], N_PAD=cfg["N_PAD"], BLOCK_DQK=cfg["BLOCK_DQK"],
                     BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, EVEN=N == cfg["N_PAD"],
                     EXP2=options.exp2, RESIDUAL=residual is not None,
                     num_warps=cfg["FWD_WARPS"], num_stages=cfg["FWD_STAGES"])
         grid = (triton.cdiv(N, cfg["FWD_BLOCK_M"]), B)
-        _launch(_small_n()._small_fwd_kernel, grid, args, meta, options.prebind)
+        _launch(_small_n()._small_fwd_kernel, grid, tensors, ints, meta, options.prebind)
         return o, lse
     meta = dict(BLOCK_M=cfg["FWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
                 BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, EVEN=N % cfg["BLOCK_N"] == 0,
                 EXP2=options.exp2, RESIDUAL=residual is not None,
                 num_warps=cfg["FWD_WARPS"], num_stages=cfg["FWD_STAGES"])
     grid = (triton.cdiv(N, cfg["FWD_BLOCK_M"]), triton.cdiv(Dv, cfg["BLOCK_DV"]), B)
-    _launch(_fwd_kernel, grid, args, meta, options.prebind)
+    _launch(_fwd_kernel, grid, tensors, ints, meta, options.prebind)
     return o, lse
 
 
@@ -707,9 +716,8 @@ def _backward(q, k, v, o, lse, do, options: Options = DEFAULT_OPTIONS, grads=Non
                     BLOCK_DQK=cfg["BLOCK_DQK"], BLOCK_DV=cfg["BLOCK_DV"], **flags,
                     ONE_M=cfg["N_PAD"] <= cfg["BWD_BLOCK_M"],
                     num_warps=cfg["BWD_WARPS"], num_stages=cfg["BWD_STAGES"])
-        _launch(_small_n()._small_bwd_kernel, (B,),
-                (q, k, v, o, do, lse, dq, dk, dv, g, dl, *common, *dk.stride()[:2],
-                 *dv.stride()[:2], N, Dqk, Dv), meta, options.prebind)
+        _launch(_small_n()._small_bwd_kernel, (B,), (q, k, v, o, do, lse, dq, dk, dv, g, dl),
+                (*common, *dk.stride()[:2], *dv.stride()[:2], N, Dqk, Dv), meta, options.prebind)
         return dq, dk, dv
     even = N % cfg["BWD_BLOCK_M"] == 0 and N % cfg["BLOCK_N"] == 0  # no padded tile anywhere
     meta = dict(BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
@@ -719,12 +727,13 @@ def _backward(q, k, v, o, lse, do, options: Options = DEFAULT_OPTIONS, grads=Non
     if p.backward == "one-launch":
         blocks = max(triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(N, cfg["BWD_BLOCK_M"]))
         _launch(_bwd_one_launch_kernel, (blocks, n_chunks, B),
-                (q, k, v, o, do, lse, dq, dk, dv, g, dl, *common, *dk.stride()[:2],
-                 *dv.stride()[:2], N, Dqk, Dv), meta, options.prebind)
+                (q, k, v, o, do, lse, dq, dk, dv, g, dl),
+                (*common, *dk.stride()[:2], *dv.stride()[:2], N, Dqk, Dv), meta, options.prebind)
         return dq, dk, dv
     _launch(_bwd_dkdv_kernel, (triton.cdiv(N, cfg["BLOCK_N"]), n_chunks, B),
-            (q, k, v, o, do, lse, dk, dv, dq_out, g, dl, *common, *dk.stride()[:2],
-             *dv.stride()[:2], N, Dqk, Dv), dict(meta, ATOMIC_DQ=atomic), options.prebind)
+            (q, k, v, o, do, lse, dk, dv, dq_out, g, dl),
+            (*common, *dk.stride()[:2], *dv.stride()[:2], N, Dqk, Dv),
+            dict(meta, ATOMIC_DQ=atomic), options.prebind)
     if atomic:
         if gamma is not None:
             dq_out = dq_out * gamma  # the kernel scaled dK and dV; the fp32 dQ sum is scaled here
@@ -733,7 +742,7 @@ def _backward(q, k, v, o, lse, do, options: Options = DEFAULT_OPTIONS, grads=Non
         dq.copy_(dq_out)  # one rounding to q's dtype
         return dq, dk, dv
     _launch(_bwd_dq_kernel, (triton.cdiv(N, cfg["BWD_BLOCK_M"]), B),
-            (q, k, v, o, do, lse, dq, g, dl, *common, *dq.stride()[:2], N, Dqk, Dv), meta,
+            (q, k, v, o, do, lse, dq, g, dl), (*common, *dq.stride()[:2], N, Dqk, Dv), meta,
             options.prebind)
     return dq, dk, dv
 

@@ -37,7 +37,7 @@ TOL_IDS = ["fp32", "fp16", "bf16"]
 # (B, N, Dqk, Dv): SAGAN's attention sites on 64x64 digits (G after 16x16 and 32x32, D at 8x8
 # and 4x4: N = H*W, Dqk = C/8, Dv = C), then odd shapes for masked tails.
 SHAPES = {
-    "G16x16": (2, 256, 16, 128),
+    "G16x16": (1, 256, 16, 128),  # batch 1 for the interpreter's sake; B=2 below checks strides
     "G32x32": (1, 1024, 8, 64),
     "D8x8": (2, 64, 32, 256),
     "D4x4": (2, 16, 64, 512),
@@ -303,7 +303,8 @@ def test_never_allocates_n_by_n(device, make_inputs, skip_unless_runnable, monke
     q0, k0, v0, do0 = make_inputs(B, N, 8, 64, torch.float32, device)
     _wrap_kernels(monkeypatch, [])  # the interpreter's byte-wise copies of the inputs are unseen
     for kernel in KERNELS:
-        options = triton_attn.check_options(*KERNELS[kernel])
+        tiles = _interpreter_tiles(N, device) if kernel != "small-n" else {}  # sizes only
+        options = triton_attn.check_options(*KERNELS[kernel], tiles=tiles)
         q, k, v, do = ((q0, k0, v0, do0) if kernel != "small-n"  # N=256: small-n's largest N
                        else make_inputs(B, 256, 8, 64, torch.float32, device))
         with LargestTensor() as mode:
@@ -369,11 +370,11 @@ def test_tile_sizes_obey_gpu_constraints():
 def test_tile_overrides_give_the_same_answer(kernel, device, make_inputs, float64_reference,
                                              output_and_grads, skip_unless_runnable):
     """Tiles other than _config's (key and query blocks of different sizes, Dv in 16-wide
-    chunks, other warps/stages) at N=257: every mask and loop bound still holds. For the
-    one-launch backward, 32-wide key blocks and 128-row query blocks give a grid where most
-    programs have a dK/dV block but no dQ block."""
+    chunks, other warps/stages) at N=130: every mask and loop bound still holds (partial key
+    and query tiles). For the one-launch backward, 32-wide key blocks and 128-row query
+    blocks give a grid where most programs have a dK/dV block but no dQ block."""
     skip_unless_runnable(device)
-    q, k, v, do = make_inputs(1, 257, 16, 40, torch.float32, device)
+    q, k, v, do = make_inputs(1, 130, 16, 40, torch.float32, device)
     tiles = dict(block_n=32, fwd_block_m=16, bwd_block_m=128, block_dv=16, fwd_warps=2,
                  bwd_warps=8, fwd_stages=2, bwd_stages=1)
     attend = functools.partial(triton_attn.attend_triton, variant="tiled",
@@ -580,16 +581,19 @@ def test_prebound_launch_binds_once_per_configuration(monkeypatch):
     kernel = _FakeKernel()
     a, b = torch.zeros(64), torch.zeros(64)
     meta = dict(BLOCK=16, FLAG=True, num_warps=4)
-    triton_attn._launch(kernel, (3, 2), (a, b, 64), meta, prebind=True)
-    triton_attn._launch(kernel, (3, 2), (a, b, 64), meta, prebind=True)
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
     assert len(kernel.jit_calls) == 1
     assert kernel.compiled.calls == [(3, 2, 1, 1234, "function-handle", "packed", None, None,
                                       None, a, b, 64, 16, True)]
-    triton_attn._launch(kernel, (3, 2), (a, b, 65), meta, prebind=True)     # another int
-    triton_attn._launch(kernel, (3, 2), (a[1:], b, 64), meta, prebind=True)  # misaligned ptr
-    triton_attn._launch(kernel, (3, 2), (a, b, 64), dict(meta, FLAG=False), prebind=True)
-    triton_attn._launch(kernel, (3, 2), (a, b, 64), meta, prebind=False)    # option off
-    assert len(kernel.jit_calls) == 5 and len(kernel.compiled.calls) == 1
-    monkeypatch.setattr(triton_attn, "_INTERPRETING", True)                 # interpreter
-    triton_attn._launch(kernel, (3, 2), (a, b, 64), meta, prebind=True)
+    triton_attn._launch(kernel, (3, 2), (a, b), (65,), meta, prebind=True)     # another int
+    triton_attn._launch(kernel, (3, 2), (a[1:], b), (64,), meta, prebind=True)  # misaligned
+    triton_attn._launch(kernel, (3, 2), (a[1:], b), (64,), meta, prebind=True)  # (never bound)
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), dict(meta, FLAG=False), prebind=True)
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=False)    # option off
     assert len(kernel.jit_calls) == 6 and len(kernel.compiled.calls) == 1
+    triton_attn._launch(kernel, (3, 2), (a, b), (65,), meta, prebind=True)     # bound above
+    assert len(kernel.jit_calls) == 6 and len(kernel.compiled.calls) == 2
+    monkeypatch.setattr(triton_attn, "_INTERPRETING", True)                    # interpreter
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
+    assert len(kernel.jit_calls) == 7 and len(kernel.compiled.calls) == 2
