@@ -641,6 +641,12 @@ def _launch(kernel, grid, tensors: tuple, ints: tuple, meta: dict, prebind: bool
     return compiled
 
 
+# FMA contraction (a*b - c as one fma) is what makes "s*log2e - r" one instruction; Triton 3.6
+# enables it by default but warns that 3.10 will not (TRITON_DEFAULT_FP_FUSION), so it is
+# requested explicitly. The interpreter takes no such option (numpy rounds each step).
+_GPU_META = {} if _INTERPRETING else {"enable_fp_fusion": True}
+
+
 def _small_n():
     from ganbench.kernels.attention import small_n  # imports this module's jit helpers
 
@@ -664,14 +670,14 @@ def _forward(q, k, v, options: Options = DEFAULT_OPTIONS, residual=None):
         meta = dict(BLOCK_M=cfg["FWD_BLOCK_M"], N_PAD=cfg["N_PAD"], BLOCK_DQK=cfg["BLOCK_DQK"],
                     BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, EVEN=N == cfg["N_PAD"],
                     EXP2=options.exp2, RESIDUAL=residual is not None,
-                    num_warps=cfg["FWD_WARPS"], num_stages=cfg["FWD_STAGES"])
+                    num_warps=cfg["FWD_WARPS"], num_stages=cfg["FWD_STAGES"], **_GPU_META)
         grid = (triton.cdiv(N, cfg["FWD_BLOCK_M"]), B)
         _launch(_small_n()._small_fwd_kernel, grid, tensors, ints, meta, options.prebind)
         return o, lse
     meta = dict(BLOCK_M=cfg["FWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
                 BLOCK_DV=cfg["BLOCK_DV"], UPCAST=_INTERPRETING, EVEN=N % cfg["BLOCK_N"] == 0,
                 EXP2=options.exp2, RESIDUAL=residual is not None,
-                num_warps=cfg["FWD_WARPS"], num_stages=cfg["FWD_STAGES"])
+                num_warps=cfg["FWD_WARPS"], num_stages=cfg["FWD_STAGES"], **_GPU_META)
     grid = (triton.cdiv(N, cfg["FWD_BLOCK_M"]), triton.cdiv(Dv, cfg["BLOCK_DV"]), B)
     _launch(_fwd_kernel, grid, tensors, ints, meta, options.prebind)
     return o, lse
@@ -715,14 +721,14 @@ def _backward(q, k, v, o, lse, do, options: Options = DEFAULT_OPTIONS, grads=Non
         meta = dict(BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], N_PAD=cfg["N_PAD"],
                     BLOCK_DQK=cfg["BLOCK_DQK"], BLOCK_DV=cfg["BLOCK_DV"], **flags,
                     ONE_M=cfg["N_PAD"] <= cfg["BWD_BLOCK_M"],
-                    num_warps=cfg["BWD_WARPS"], num_stages=cfg["BWD_STAGES"])
+                    num_warps=cfg["BWD_WARPS"], num_stages=cfg["BWD_STAGES"], **_GPU_META)
         _launch(_small_n()._small_bwd_kernel, (B,), (q, k, v, o, do, lse, dq, dk, dv, g, dl),
                 (*common, *dk.stride()[:2], *dv.stride()[:2], N, Dqk, Dv), meta, options.prebind)
         return dq, dk, dv
     even = N % cfg["BWD_BLOCK_M"] == 0 and N % cfg["BLOCK_N"] == 0  # no padded tile anywhere
     meta = dict(BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_DQK=cfg["BLOCK_DQK"],
                 BLOCK_DV=cfg["BLOCK_DV"], EVEN=even, **flags,
-                num_warps=cfg["BWD_WARPS"], num_stages=cfg["BWD_STAGES"])
+                num_warps=cfg["BWD_WARPS"], num_stages=cfg["BWD_STAGES"], **_GPU_META)
     n_chunks = triton.cdiv(Dv, cfg["BLOCK_DV"])
     if p.backward == "one-launch":
         blocks = max(triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(N, cfg["BWD_BLOCK_M"]))
