@@ -109,6 +109,17 @@ class Discriminator(nn.Module):
         return self.last(self.hidden(x)).flatten()
 
 
+def attention_shapes(image_size: int, batch_size: int) -> list[tuple[int, int, int, int]]:
+    """The (B, N, Dqk, Dv) of every attention call one SAGAN step makes, G's then D's, without
+    building anything: what an attend function's ``prepare`` needs at planning time. At 64x64:
+    G (B, 256, 16, 128), (B, 1024, 8, 64); D (B, 64, 32, 256), (B, 16, 64, 512)."""
+    widths = hidden_channels(image_size)
+    n = len(widths)
+    g = [(4 * 2 ** i, c) for i, c in enumerate(widths[::-1]) if i >= n - ATTENTION_LAYERS]
+    d = [(image_size // 2 ** (i + 1), c) for i, c in enumerate(widths) if i >= n - ATTENTION_LAYERS]
+    return [(batch_size, side * side, c // QK_REDUCTION, c) for side, c in g + d]
+
+
 def build(request: ModelRequest) -> tuple[nn.Module, nn.Module]:
     if request.attend is None:
         raise ValueError("sagan needs an attention kernel (ModelRequest.attend)")

@@ -96,6 +96,19 @@ def test_attention_positions(size, g_maps, d_maps):
     assert _attention_inputs(D, torch.randn(2, 1, size, size)) == d_maps
 
 
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_attention_shapes_are_those_the_modules_see(size):
+    """sagan.attention_shapes (for a kernel's prepare) against the inputs the built modules
+    actually receive: (C, H, W) -> (B, H*W, C/8, C)."""
+    G, D = build(sagan, size)
+    seen = (_attention_inputs(G, torch.randn(3, 20, 1, 1))
+            + _attention_inputs(D, torch.randn(3, 1, size, size)))
+    assert sagan.attention_shapes(size, 3) == [(3, h * w, c // 8, c) for c, h, w in seen]
+    if size == 64:
+        assert sagan.attention_shapes(64, 64) == [(64, 256, 16, 128), (64, 1024, 8, 64),
+                                                  (64, 64, 32, 256), (64, 16, 64, 512)]
+
+
 def test_attention_block_is_identity_when_gamma_is_zero():
     torch.manual_seed(1)
     block = sagan.SelfAttention(64, reference_attend)
