@@ -498,13 +498,16 @@ def _small_config(N: int, Dqk: int, Dv: int, tiles: Optional[dict] = None) -> di
     * BWD_BLOCK_M: N_PAD when N_PAD <= 64 (one query block: dV comes from the same P, no
       second pass), else 8192 / N_PAD (32 at N = 256): the backward holds four such score-sized
       tiles (P, dP, dS and S) at once, 4 x 32 x 256 fp32 = 128 KB over 8 warps.
-    * BLOCK_N (pass 2's key block) 64; BLOCK_DV <= 128 as in the tiled variant.
+    * BLOCK_N (pass 2's key block) 64. BLOCK_DV <= 128 and N_PAD * BLOCK_DV <= 16384: the V
+      chunk (N_PAD x BLOCK_DV) is a tl.dot operand staged in shared memory; at N = 256 in fp32
+      a 128-wide chunk would be 128 KB next to a 64 KB P, near the H100's 227 KB per block, so
+      N = 256 takes 64-wide chunks (P is still computed once and reused for each).
     First guesses, like _config's: ``tiles`` overrides them (FWD_BLOCK_M, BWD_BLOCK_M, BLOCK_N,
     BLOCK_DV, warps, stages).
     """
     n_pad = max(16, _next_pow2(N))
     block_dqk = max(16, _next_pow2(Dqk))
-    block_dv = min(128, max(16, _next_pow2(Dv)))
+    block_dv = min(128, max(16, _next_pow2(Dv)), max(16, 16384 // n_pad))
     fwd_m = min(n_pad, 64)
     bwd_m = n_pad if n_pad <= 64 else max(16, 8192 // n_pad)
     cfg = dict(N_PAD=n_pad, BLOCK_DQK=block_dqk, BLOCK_DV=block_dv, BLOCK_N=min(n_pad, 64),

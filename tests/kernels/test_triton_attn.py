@@ -361,6 +361,7 @@ def test_tile_sizes_obey_gpu_constraints():
             value = small[key]
             assert value >= 16 and value & (value - 1) == 0, (n, dqk, dv, key, value)
         assert small["N_PAD"] >= n and small["BLOCK_DV"] <= 128
+        assert small["N_PAD"] * small["BLOCK_DV"] <= 16384  # the V chunk in shared memory
         # the score-sized tiles the backward keeps live stay at <= 8192 fp32 each
         assert small["BWD_BLOCK_M"] * small["N_PAD"] <= 8192 or small["N_PAD"] <= 64
 
