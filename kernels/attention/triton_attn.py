@@ -1,35 +1,45 @@
 """Fused SAGAN attention in Triton: ``attend_triton(q, k, v) = softmax(q @ k^T) @ v``, no scale.
 
 The contract is :func:`ganbench.kernels.attention.reference.attend_reference`. The N x N score
-matrix is never stored, forward or backward (FlashAttention-2, Dao 2023):
+matrix is never stored, forward or backward. Two variants (``variant=``; ``"auto"`` picks
+small-n for N <= 256, else tiled, see NOTES.md section 4):
 
-* forward: each program owns a block of query rows and one chunk of Dv columns, streams over
-  key blocks with an online softmax, and writes O plus the row's log-sum-exp (LSE);
-* backward: P is recomputed tile by tile from q, k and the LSE (``P_ij = exp(q_i . k_j -
-  LSE_i)``), and ``dV = P^T dO``, ``dP = dO V^T``, ``dS = P * (dP - delta)`` with
-  ``delta_i = dO_i . O_i``, ``dK = dS^T Q`` in one kernel over key blocks.
-  ``dQ = dS K`` is computed one of two ways (``backward=``):
+* small-n (small_n.py): all keys of a batch element in one tile, exact softmax, and a
+  backward of ONE launch with one program per batch element (no atomics);
+* tiled (this module, FlashAttention-2, Dao 2023). Forward: each program owns a block of query
+  rows and one chunk of Dv columns, streams over key blocks with an online softmax, and writes
+  O plus the row's log-sum-exp (LSE). Backward: P is recomputed tile by tile from q, k and the
+  LSE (``P_ij = exp(q_i . k_j - LSE_i)``), and ``dV = P^T dO``, ``dP = dO V^T``,
+  ``dS = P * (dP - delta)`` with ``delta_i = dO_i . O_i``, ``dK = dS^T Q`` over key blocks.
+  ``dQ = dS K`` is computed one of three ways (``backward=``):
 
-  - ``"two-kernel"`` (default): a second kernel over query blocks recomputes P and dP. No
-    atomics, so results are bitwise deterministic; but P (an exp per score) and the Dv-wide
-    dP = dO V^T are computed twice.
+  - ``"one-launch"`` (``"auto"``): one grid; program i computes dK/dV of key block i and then
+    dQ of query block i (the structure of Triton's fused-attention tutorial). No atomics,
+    bitwise deterministic, one launch; P and the Dv-wide dP are computed twice (3 exps per
+    score for forward + backward).
+  - ``"two-kernel"``: the same two phases as two launches (the previous default).
   - ``"atomic"``: the key-block kernel also adds its ``dS K`` share into an fp32 dQ buffer with
     atomic adds, as FlashAttention-2's backward does. One pass over the N x N tiles instead of
-    two: 2 exponentials per score for forward + backward instead of 3, and one dP instead of
-    two. The cost is B * N * N * Dqk / BLOCK_N atomic adds (small: Dqk is C/8) and run-to-run
-    differences in dQ at the level of fp32 rounding (the adds land in any order).
+    two: 2 exponentials per score instead of 3, and one dP instead of two. The cost is
+    B * N * N * Dqk / BLOCK_N atomic adds (small: Dqk is C/8) and run-to-run differences in dQ
+    at the level of fp32 rounding (the adds land in any order).
 
 Precision: every tl.dot accumulates in fp32. Operands are rounded to the input dtype first, so
 fp16/bf16 inputs run 16-bit tensor-core dots on a GPU (P and dS are rounded to 16 bits, as in
 FlashAttention). fp32 inputs use ``input_precision="ieee"`` (true fp32 FMA, not TF32's 10-bit
-mantissa): tests then hold fp32 to ~1e-5, and fp32 is the debugging path; bf16/fp16 are the fast
-path. (On the one H100 run so far the fp32 CUDA tests failed, cause not yet known: NOTES.md,
-section 3; fp32 passes under the interpreter.) Under ``TRITON_INTERPRET=1`` the rounded operands are widened to fp32 before tl.dot, because
-the interpreter's bf16 dot returns garbage; a product of two 16-bit values is exact in fp32, so
-this reproduces the GPU's numerics (up to summation order).
+mantissa): tests then hold fp32 to ~1e-5, and fp32 is the debugging path; bf16/fp16 are the
+fast path. (On the one H100 run so far the fp32 CUDA tests failed, cause not yet known:
+NOTES.md, section 3; fp32 passes under the interpreter.) Under ``TRITON_INTERPRET=1`` the
+rounded operands are widened to fp32 before tl.dot, because the interpreter's bf16 dot returns
+garbage; a product of two 16-bit values is exact in fp32, so this reproduces the GPU's numerics
+(up to summation order).
 
-Internally scores are kept in base 2 (``s * log2(e)``) so the kernel uses exp2, the GPU's
-native exponential; the LSE tensor is in the same base-2 units.
+Exponentials: scores stay raw; each costs one FMA and one exp2 (``exp2(s*log2e - r*log2e)``,
+r the row max or LSE scaled once per row; ``exp2=False``: tl.exp). The LSE tensor is in
+natural-log units. Launches go through :func:`_launch`, which binds each compiled kernel once
+per configuration on CUDA (``prebind``). The forward can also write SAGAN's residual
+``y = x + gamma * o`` and the backward can scale its gradients by gamma and return delta: the
+fused block (block.py) uses both.
 """
 
 import functools
