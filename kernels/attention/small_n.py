@@ -28,8 +28,8 @@ looped in chunks of <= 128, N is padded to a power of two and masked.
 
 from __future__ import annotations
 
-from ganbench.kernels.attention.triton_attn import (_INTERPRETING, _dot, _exp_minus,  # noqa: F401
-                                                    _row_offset, tl, triton)
+from ganbench.kernels.attention.triton_attn import (_dot, _exp_minus, _row_offset, tl,
+                                                    triton)
 
 SMALL_N_MAX = 256  # the largest N whose key tile (and a 32-row score tile) fits on chip
 
