@@ -1,6 +1,6 @@
-"""Built-in attention kernels: eager, SDPA, torch.compile and the fused Triton kernel.
+"""Built-in attention kernels: eager, SDPA, torch.compile, the fused Triton kernels and block.
 
-All four compute SAGAN's op, ``softmax(q @ k^T) @ v`` with no 1/sqrt(d) scale, and are tested
+All five compute SAGAN's op, ``softmax(q @ k^T) @ v`` with no 1/sqrt(d) scale, and are tested
 against ``kernels/attention/reference.py``. This module is imported whenever a command builds
 the plugin registry, so it imports neither torch nor triton at module level: the factories do.
 """
@@ -97,21 +97,31 @@ def _compile_why_unavailable(device: str) -> Optional[str]:
 
 
 # ------------------------------------------------------------------------------------------
-# triton-attn: the fused kernel in kernels/attention/triton_attn.py
+# triton-attn / triton-block: the fused kernels in kernels/attention/
 # ------------------------------------------------------------------------------------------
-def _triton_factory(backward: str = "two-kernel", **tiles):
-    """attend_triton with dQ computed by ``backward``: "two-kernel" (deterministic) or "atomic"
-    (one pass over the scores, FlashAttention-2 style), and optional tile overrides
-    (``block_n=128``, ``fwd_warps=4``, ...: TILE_CHOICES in kernels/attention/triton_attn.py)."""
-    import functools
+def _triton_factory(variant: str = "auto", backward: str = "auto", exp2: bool = True,
+                    prebind: bool = True, **tiles):
+    """A TritonAttend: attend(q, k, v) with the options bound, plus ``prepare``.
 
-    from ganbench.kernels.attention.triton_attn import attend_triton, check_backward, check_tiles
+    ``variant``: auto (small-n for N <= 256, else tiled) | small-n | tiled; ``backward`` (tiled
+    variant): auto (= one-launch) | one-launch | two-kernel | atomic; ``exp2``: exponent as one
+    FMA + exp2; ``prebind``: bind compiled kernels once per configuration (CUDA); tile
+    overrides (``block_n=128``, ``fwd_warps=4``, ...: TILE_CHOICES in triton_attn.py). Bad
+    values raise ValueError here, when the kernel is built, not mid-run.
+    """
+    from ganbench.kernels.attention.triton_attn import TritonAttend, check_options
 
-    # bad values fail when the kernel is built, not mid-run
-    options = dict(backward=check_backward(backward), tiles=check_tiles(tiles) or None)
-    if options == dict(backward="two-kernel", tiles=None):
-        return attend_triton
-    return functools.partial(attend_triton, **options)
+    return TritonAttend(check_options(variant, backward, exp2, prebind, tiles))
+
+
+def _triton_block_factory(variant: str = "auto", backward: str = "auto", exp2: bool = True,
+                          prebind: bool = True, **tiles):
+    """triton-attn's attend plus ``block``, SAGAN's whole attention block fused (block.py);
+    the same options."""
+    from ganbench.kernels.attention.block import TritonBlockAttend
+    from ganbench.kernels.attention.triton_attn import check_options
+
+    return TritonBlockAttend(check_options(variant, backward, exp2, prebind, tiles))
 
 
 def _triton_why_unavailable(device: str) -> Optional[str]:
@@ -139,7 +149,13 @@ def ganbench_register_attention(register):
         why_unavailable=_compile_why_unavailable))
     register(AttentionSpec(
         name="triton-attn",
-        summary="fused Triton kernel: online softmax, recomputing backward, no N x N memory; "
-                "factory(backward='two-kernel'|'atomic', block_n=..., fwd_warps=..., ...)",
+        summary="fused Triton kernels, no N x N memory; factory(variant='auto'|'small-n'|'tiled', "
+                "backward='auto'|'one-launch'|'two-kernel'|'atomic', exp2=, prebind=, block_n=...)",
         factory=_triton_factory,
+        why_unavailable=_triton_why_unavailable))
+    register(AttentionSpec(
+        name="triton-block",
+        summary="triton-attn plus SAGAN's whole attention block fused (one matmul for q/k/v, "
+                "attention + residual in one Triton launch); triton-attn's options",
+        factory=_triton_block_factory,
         why_unavailable=_triton_why_unavailable))

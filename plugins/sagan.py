@@ -6,7 +6,9 @@ The DCGAN layer plan (conv_stacks) plus:
 - a self-attention block after the last two hidden layers of G and of D. At 64x64 that is after
   G's 16x16 and 32x32 layers and D's 8x8 and 4x4 layers; at 32x32, after G's 8x8 and 16x16 and
   D's 8x8 and 4x4; at 128x128, after G's 32x32 and 64x64 (N = 4096) and D's 8x8 and 4x4.
-The attention op itself is whatever attention-kernel plugin the run selected.
+The attention op itself is whatever attention-kernel plugin the run selected; when that
+kernel's attend function also offers a fused ``block`` (e.g. triton-block), each attention
+module calls it instead of its own 1x1 convs + attend + residual, with the same parameters.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ class SelfAttention(nn.Module):
         self.last_qk: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A kernel may offer the whole block fused (docs/plugins.md, "Fused attention blocks"):
+        # same parameters, same result. Not while recording attention maps (that needs q and k)
+        # nor under torch.compile (the block is not a custom op; the plain op is).
+        block = getattr(self.attend, "block", None)
+        if block is not None and not self.record and not torch.compiler.is_compiling():
+            return block(x, self.query.weight, self.query.bias, self.key.weight, self.key.bias,
+                         self.value.weight, self.value.bias, self.gamma)
         b, c, h, w = x.shape
         q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, C/8)
         k = self.key(x).flatten(2).transpose(1, 2)    # (B, N, C/8)
@@ -98,6 +107,17 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last(self.hidden(x)).flatten()
+
+
+def attention_shapes(image_size: int, batch_size: int) -> list[tuple[int, int, int, int]]:
+    """The (B, N, Dqk, Dv) of every attention call one SAGAN step makes, G's then D's, without
+    building anything: what an attend function's ``prepare`` needs at planning time. At 64x64:
+    G (B, 256, 16, 128), (B, 1024, 8, 64); D (B, 64, 32, 256), (B, 16, 64, 512)."""
+    widths = hidden_channels(image_size)
+    n = len(widths)
+    g = [(4 * 2 ** i, c) for i, c in enumerate(widths[::-1]) if i >= n - ATTENTION_LAYERS]
+    d = [(image_size // 2 ** (i + 1), c) for i, c in enumerate(widths) if i >= n - ATTENTION_LAYERS]
+    return [(batch_size, side * side, c // QK_REDUCTION, c) for side, c in g + d]
 
 
 def build(request: ModelRequest) -> tuple[nn.Module, nn.Module]:

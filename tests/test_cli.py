@@ -69,7 +69,7 @@ def test_run_isolated_process_and_report(tmp_path):
     (["run", "--plugins", "sagan,eager-attn", "--option", "eager-attn.k=1"],
      "--option eager-attn.k: eager-attn rejects it"),
     (["run", "--plugins", "sagan,triton-attn", "--option", "triton-attn.backward=fast"],
-     "backward must be one of two-kernel, atomic; got 'fast'"),
+     "backward must be one of auto, one-launch, two-kernel, atomic; got 'fast'"),
 ])
 def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, args, fragment):
     out = tmp_path / "never"

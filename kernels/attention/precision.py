@@ -20,6 +20,13 @@ implements is at fp32 level (~1e-7 relative); against the others it is ~1e-4 or 
 smallest error names the arithmetic. Scores are scaled up (std 4) so TF32 rounding of q and k
 moves the softmax visibly.
 
+It then measures forward and gradient errors of the fp32 path against float64 for each
+triton-attn variant (small-n, tiled with each backward) and names the likely cause from the
+size of the worst error (DESIGN.md, "The GPU step"): ~1e-3 relative means TF32 operands slipped
+in; 1e-5..1e-4 means the approximate exp2/log2/division of the GPU and the tolerance (2e-5)
+is too tight for it; order 1 means a code-generation or indexing fault (try
+``input_precision="tf32x3"`` in ``_dot`` to route around the FMA path, and read the TTGIR).
+
 Run: ``python -m ganbench.kernels.attention.precision --device cuda [--kernel triton-attn]``.
 """
 
@@ -90,6 +97,41 @@ def diagnose(attend: Callable, device: str, B: int = 2, N: int = 257, Dqk: int =
     return sorted(rows, key=lambda r: r["rel_err"])
 
 
+def classify(rel_err: float) -> str:
+    """The likely cause of an fp32 error of this size (relative to the tensor's largest value)."""
+    if rel_err <= 2e-5:
+        return "within the fp32 tolerance (2e-5)"
+    if rel_err < 2e-4:
+        return "tolerance: approximate exp2/log2/division on the GPU (measure, then set the " \
+               "fp32 tolerance from it)"
+    if rel_err < 1e-2:
+        return "TF32: some tl.dot used 10-bit operands (check input_precision and the PTX for " \
+               "mma ... tf32)"
+    return "fault: code generation or indexing (order-1 error; try input_precision='tf32x3', " \
+           "read the TTGIR)"
+
+
+def gradient_errors(attend: Callable, device: str, B: int = 2, N: int = 257, Dqk: int = 16,
+                    Dv: int = 64, seed: int = 0) -> dict:
+    """Largest |error| / largest |reference| of o, dq, dk, dv in fp32 against float64."""
+    from ganbench.kernels.attention.reference import attend_reference
+
+    g = torch.Generator().manual_seed(seed)
+    s = Dqk ** -0.25
+    q, k = (torch.randn(B, N, Dqk, generator=g) * s for _ in range(2))
+    v, do = (torch.randn(B, N, Dv, generator=g) for _ in range(2))
+    leaves = [t.to(device).clone().requires_grad_() for t in (q, k, v)]
+    o = attend(*leaves)
+    o.backward(do.to(device))
+    ref_leaves = [t.double().requires_grad_() for t in (q, k, v)]
+    ref = attend_reference(*ref_leaves)
+    ref.backward(do.double())
+    pairs = [("o", o.detach(), ref.detach())] + [
+        (f"d{n}", a.grad, b.grad) for n, a, b in zip("qkv", leaves, ref_leaves)]
+    return {name: ((got.double().cpu() - want).abs().max() / want.abs().max()).item()
+            for name, got, want in pairs}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
@@ -112,6 +154,19 @@ def main(argv=None) -> int:
     for row in rows:
         print(f"  {row['hypothesis']:<12} {row['rel_err']:.3e}")
     print(f"verdict: {rows[0]['hypothesis']}")
+    if args.kernel in ("triton-attn", "triton-block") and not args.option:
+        print("fp32 forward + backward against float64 (max |err| / max |ref|), per variant:")
+        # N=130: partial key and query tiles in the tiled kernels (130 = 2 x 64 + 2)
+        for label, opts, n in (("small-n N=64", {"variant": "small-n"}, 64),
+                               ("tiled one-launch N=130", {"variant": "tiled"}, 130),
+                               ("tiled two-kernel N=130",
+                                {"variant": "tiled", "backward": "two-kernel"}, 130),
+                               ("tiled atomic N=130", {"variant": "tiled", "backward": "atomic"},
+                                130)):
+            errs = gradient_errors(spec.factory(**opts), args.device, N=n)
+            worst = max(errs.values())
+            cells = "  ".join(f"{k} {e:.1e}" for k, e in errs.items())
+            print(f"  {label:<24} {cells}  -> {classify(worst)}")
     return 0
 
 

@@ -37,14 +37,56 @@ TOL_IDS = ["fp32", "fp16", "bf16"]
 # (B, N, Dqk, Dv): SAGAN's attention sites on 64x64 digits (G after 16x16 and 32x32, D at 8x8
 # and 4x4: N = H*W, Dqk = C/8, Dv = C), then odd shapes for masked tails.
 SHAPES = {
-    "G16x16": (2, 256, 16, 128),
+    "G16x16": (1, 256, 16, 128),  # batch 1 for the interpreter's sake; B=2 below checks strides
     "G32x32": (1, 1024, 8, 64),
     "D8x8": (2, 64, 32, 256),
     "D4x4": (2, 16, 64, 512),
-    "N1": (2, 1, 8, 16),       # one key: softmax is 1, so dq = dk = 0 exactly
+    "N1": (2, 1, 8, 16),       # one key: softmax is 1, so dq = dk = 0 up to rounding
     "N63-Dv24": (2, 63, 8, 24),  # partial query and key tiles; Dv not a power of two
-    "N257": (2, 257, 16, 128),   # one real row in the last tile
+    "N257": (1, 257, 16, 128),   # one real row in the last tile; just past small-n's limit
 }
+SMALL = [name for name, shape in SHAPES.items() if shape[1] <= triton_attn.SMALL_N_MAX]
+
+# (variant, backward): every kernel combination there is. small-n has one backward of its own.
+KERNELS = {"small-n": ("small-n", "auto"), "one-launch": ("tiled", "one-launch"),
+           "two-kernel": ("tiled", "two-kernel"), "atomic": ("tiled", "atomic")}
+
+
+def _interpreter_tiles(N: int, device: str) -> dict:
+    """Tile overrides for the tiled variant under the interpreter at N > 256, else none.
+
+    The interpreter runs each tile op as a few small numpy calls, so its time grows with the
+    number of tiles, not with the arithmetic: at N = 1024 the default 64-wide tiles take ~12 s
+    per fwd+bwd on this 2-core machine, 256-wide ones ~4 s. Masks, loop bounds and the EVEN
+    switch behave the same (N = 257 still leaves one real row in a padded tile), the default
+    tiles are tested at N <= 256 here and at every N on CUDA, and test_tile_overrides_* check
+    that tile sizes do not change the answer.
+    """
+    if device == "cpu" and N > 256:
+        return {"BLOCK_N": 256, "FWD_BLOCK_M": 256, "BWD_BLOCK_M": 256}
+    return {}
+
+
+def _attend(kernel: str, N: int, device: str, **extra):
+    variant, backward = KERNELS[kernel]
+    tiles = _interpreter_tiles(N, device) if variant == "tiled" else {}
+    return functools.partial(triton_attn.attend_triton, variant=variant, backward=backward,
+                             tiles=tiles, **extra)
+
+
+def _cases():
+    """(shape, dtype row, kernel): every kernel at every shape it supports, fp32 and bf16
+    (the two extremes of rounding); fp16 for the default kernel of each shape. Atomic at
+    fp32 and bf16 only, as fp16 takes bf16's path with a smaller unit."""
+    for name, shape in SHAPES.items():
+        for kernel in KERNELS:
+            if kernel == "small-n" and shape[1] > triton_attn.SMALL_N_MAX:
+                continue
+            default = "small-n" if shape[1] <= triton_attn.SMALL_N_MAX else "one-launch"
+            for tol, tol_id in zip(TOLERANCES, TOL_IDS):
+                if tol_id == "fp16" and kernel != default:
+                    continue
+                yield pytest.param(shape, *tol, kernel, id=f"{name}-{tol_id}-{kernel}")
 
 
 def _check(o, grads, ref_o, ref_grads, atol, rtol):
@@ -55,14 +97,13 @@ def _check(o, grads, ref_o, ref_grads, atol, rtol):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype, atol, rtol", TOLERANCES, ids=TOL_IDS)
-@pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
-def test_forward_and_gradients_match_reference(shape, dtype, atol, rtol, device, make_inputs,
-                                               float64_reference, output_and_grads,
-                                               skip_unless_runnable):
+@pytest.mark.parametrize("shape, dtype, atol, rtol, kernel", list(_cases()))
+def test_forward_and_gradients_match_reference(shape, dtype, atol, rtol, kernel, device,
+                                               make_inputs, float64_reference,
+                                               output_and_grads, skip_unless_runnable):
     skip_unless_runnable(device)
     q, k, v, do = make_inputs(*shape, dtype, device)
-    o, grads = output_and_grads(triton_attn.attend_triton, q, k, v, do)
+    o, grads = output_and_grads(_attend(kernel, shape[1], device), q, k, v, do)
     assert o.shape == v.shape and o.dtype == dtype
     assert all(g.dtype == dtype and g.shape == t.shape for g, t in zip(grads, (q, k, v)))
     ref_o, ref_grads = float64_reference(q, k, v, do)
@@ -70,33 +111,45 @@ def test_forward_and_gradients_match_reference(shape, dtype, atol, rtol, device,
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype, atol, rtol", [TOLERANCES[0], TOLERANCES[2]], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
-def test_atomic_backward_matches_reference(shape, dtype, atol, rtol, device, make_inputs,
-                                           float64_reference, output_and_grads,
-                                           skip_unless_runnable):
-    """backward="atomic": dQ summed over key blocks with atomic adds, at the same tolerances.
-
-    Its dk, dv and forward are the default's code; what differs is dQ's accumulation (an fp32
-    buffer zeroed by the delta kernel, one rounding to the input dtype at the end). fp32 and
-    bf16 bound the two roundings; fp16 takes the bf16 path with a smaller unit.
-    """
+@pytest.mark.parametrize("kernel", list(KERNELS))
+@pytest.mark.parametrize("shape", [SHAPES["N63-Dv24"], SHAPES["D4x4"]], ids=["N63-Dv24", "D4x4"])
+def test_natural_exp_option_matches_reference(shape, kernel, device, make_inputs,
+                                              float64_reference, output_and_grads,
+                                              skip_unless_runnable):
+    """exp2=False (tl.exp(s - r), the A/B baseline for the FMA-folded exp2) at fp32."""
     skip_unless_runnable(device)
-    q, k, v, do = make_inputs(*shape, dtype, device)
-    attend = functools.partial(triton_attn.attend_triton, backward="atomic")
-    o, grads = output_and_grads(attend, q, k, v, do)
-    assert all(g.dtype == dtype and g.shape == t.shape for g, t in zip(grads, (q, k, v)))
-    _check(o, grads, *float64_reference(q, k, v, do), atol, rtol)
+    q, k, v, do = make_inputs(*shape, torch.float32, device)
+    o, grads = output_and_grads(_attend(kernel, shape[1], device, exp2=False), q, k, v, do)
+    _check(o, grads, *float64_reference(q, k, v, do), 2e-5, 2e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_two_kernel_backward_is_deterministic(device, make_inputs, output_and_grads,
+@pytest.mark.parametrize("exp2", [True, False], ids=["exp2", "exp"])
+@pytest.mark.parametrize("variant", ["small-n", "tiled"])
+def test_saved_lse_is_the_natural_log_sum_exp(variant, exp2, device, make_inputs,
                                               skip_unless_runnable):
-    """The default backward uses no atomics: two runs give bitwise-equal gradients."""
+    """Every forward saves LSE_i = log sum_j exp(q_i . k_j) in natural-log units, whatever
+    its exponential (exp2 folds log2(e) into the FMA; the LSE is converted once per row), so
+    any backward can read any forward's LSE. Scores std 12: the max subtraction matters."""
     skip_unless_runnable(device)
-    q, k, v, do = make_inputs(2, 257, 16, 24, torch.float32, device)
-    first = output_and_grads(triton_attn.attend_triton, q, k, v, do)[1]
-    second = output_and_grads(triton_attn.attend_triton, q, k, v, do)[1]
+    q, k, v, _ = make_inputs(2, 63, 8, 24, torch.float32, device, score_scale=12.0)
+    options = triton_attn.check_options(variant=variant, exp2=exp2)
+    _, lse = triton_attn._forward(q, k, v, options)
+    ref = torch.logsumexp(torch.bmm(q.double(), k.double().transpose(1, 2)), dim=-1)
+    torch.testing.assert_close(lse.double(), ref, atol=2e-5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kernel", ["small-n", "one-launch", "two-kernel"])
+def test_backwards_without_atomics_are_deterministic(kernel, device, make_inputs,
+                                                     output_and_grads, skip_unless_runnable):
+    """Two runs give bitwise-equal gradients (no atomics; the one-launch backward's programs
+    never read each other's results)."""
+    skip_unless_runnable(device)
+    q, k, v, do = make_inputs(2, 200, 16, 24, torch.float32, device)
+    attend = _attend(kernel, 200, device)
+    first = output_and_grads(attend, q, k, v, do)[1]
+    second = output_and_grads(attend, q, k, v, do)[1]
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
@@ -106,26 +159,76 @@ def test_unknown_backward_is_rejected():
         triton_attn.attend_triton(q, q, torch.zeros(1, 4, 16), backward="fast")
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype, atol, rtol", TOLERANCES, ids=TOL_IDS)
-def test_scaled_shape_n4096(dtype, atol, rtol, device, make_inputs, float64_reference,
-                            output_and_grads, skip_unless_runnable):
-    """The 128x128-image site: N=4096, Dqk=8, Dv=64 (also checks 32-bit offsets stay in range).
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(variant="small"), "variant must be one of auto, small-n, tiled; got 'small'"),
+    (dict(backward="one_launch"),
+     "backward must be one of auto, one-launch, two-kernel, atomic; got 'one_launch'"),
+    (dict(variant="small-n", backward="atomic"), "variant='small-n' has its own one-launch"),
+    (dict(exp2="yes"), "exp2 must be true or false; got 'yes'"),
+    (dict(prebind=1), "prebind must be true or false; got 1"),
+    (dict(tiles={"block_n": 48}), "block_n must be one of"),
+])
+def test_bad_options_are_rejected_with_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        triton_attn.check_options(**kwargs)
+    assert "\n" not in str(info.value)
 
-    The interpreter needs ~10 s per forward here and ~50 s for the backward, so on the CPU only
-    the bf16 forward runs; the backward's code path (tile sizes, masks) is the one N=1024 covers.
-    On CUDA everything runs.
-    """
-    skip_unless_runnable(device)
-    on_cpu = device == "cpu"
-    if on_cpu and dtype != torch.bfloat16:
-        pytest.skip("interpreter time budget: on the CPU only bf16 runs at N=4096")
-    q, k, v, do = make_inputs(1, 4096, 8, 64, dtype, device)
+
+def test_auto_picks_small_n_up_to_256_then_tiled_with_the_one_launch_backward():
+    plan = triton_attn.plan
+    assert [plan(n, 16, 128).variant for n in (1, 16, 64, 256)] == ["small-n"] * 4
+    assert [plan(n, 8, 64)[:2] for n in (257, 1024, 4096)] == [("tiled", "one-launch")] * 3
+    two = triton_attn.check_options(backward="two-kernel")
+    assert plan(64, 8, 64, two).variant == "small-n"   # backward= is the tiled variant's choice
+    assert plan(1024, 8, 64, two)[:2] == ("tiled", "two-kernel")
+    forced = triton_attn.check_options(variant="tiled")
+    assert plan(64, 8, 64, forced)[:2] == ("tiled", "one-launch")
+
+
+def test_small_n_refuses_long_sequences_with_a_clear_error(make_inputs, skip_unless_runnable):
+    skip_unless_runnable("cpu")
+    q, k, v, _ = make_inputs(1, 257, 8, 16, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="variant='small-n' supports N <= 256; got N=257"):
+        triton_attn.attend_triton(q, k, v, variant="small-n")
+    attend = triton_attn.TritonAttend(triton_attn.check_options(variant="small-n"))
+    with pytest.raises(ValueError, match="got N=1024"):  # at planning time, before any step
+        attend.prepare([(64, 256, 16, 128), (64, 1024, 8, 64)], torch.float32, "cuda")
+
+
+def test_prepare_is_a_no_op_off_cuda():
+    attend = triton_attn.TritonAttend()
+    assert attend.prepare([(64, 256, 16, 128), (64, 1024, 8, 64)], torch.float32, "cpu") == 0.0
+
+
+@pytest.mark.cuda
+def test_prepare_compiles_what_the_first_step_uses(skip_unless_runnable):
+    """After prepare, a SAGAN-layout call of the same shapes compiles nothing new."""
+    skip_unless_runnable("cuda")
+    attend = triton_attn.TritonAttend()
+    shapes = [(4, 256, 16, 128), (4, 1024, 8, 64), (4, 64, 32, 256), (4, 16, 64, 512)]
+    seconds = attend.prepare(shapes, torch.bfloat16, "cuda")
+    assert seconds > 0
+    kernels = [triton_attn._fwd_kernel, triton_attn._bwd_one_launch_kernel,
+               triton_attn._small_n()._small_fwd_kernel, triton_attn._small_n()._small_bwd_kernel]
+    before = [sum(len(c[0]) for c in k.device_caches.values()) for k in kernels]
+    for B, N, Dqk, Dv in shapes:
+        q, k, v, do = triton_attn.sagan_layout_inputs(B, N, Dqk, Dv, torch.bfloat16, "cuda")
+        leaves = [t.requires_grad_() for t in (q, k, v)]
+        attend(*leaves).backward(do)
+    after = [sum(len(c[0]) for c in k.device_caches.values()) for k in kernels]
+    assert after == before
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype, atol, rtol", TOLERANCES, ids=TOL_IDS)
+def test_scaled_shape_n4096(dtype, atol, rtol, make_inputs, float64_reference,
+                            output_and_grads, skip_unless_runnable):
+    """The 128x128-image site: N=4096, Dqk=8, Dv=64 (also checks 32-bit offsets stay in range),
+    every tiled backward. CUDA only: the interpreter needs ~90 s for one bf16 forward here on
+    the loaded 2-core machine; its code paths (tiles, masks) are the ones N = 1024 covers."""
+    skip_unless_runnable("cuda")
+    q, k, v, do = make_inputs(1, 4096, 8, 64, dtype, "cuda")
     ref_o, ref_grads = float64_reference(q, k, v, do)
-    if on_cpu:
-        o = triton_attn.attend_triton(q, k, v)
-        torch.testing.assert_close(o.double(), ref_o, atol=atol, rtol=rtol)
-        return
     for backward in triton_attn.BACKWARDS:
         attend = functools.partial(triton_attn.attend_triton, backward=backward)
         o, grads = output_and_grads(attend, q, k, v, do)
@@ -171,7 +274,7 @@ def test_non_contiguous_inputs_and_grad_output(device, make_inputs, float64_refe
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_never_allocates_n_by_n(device, make_inputs, skip_unless_runnable):
+def test_never_allocates_n_by_n(device, make_inputs, skip_unless_runnable, monkeypatch):
     """Every tensor torch allocates during forward and backward is smaller than N x N.
 
     A TorchDispatchMode sees every aten op the host code runs (empty, zeros, casts); the Triton
@@ -197,15 +300,20 @@ def test_never_allocates_n_by_n(device, make_inputs, skip_unless_runnable):
             return out
 
     B, N = 1, 512
-    q, k, v, do = make_inputs(B, N, 8, 64, torch.float32, device)
-    for backward in triton_attn.BACKWARDS:
+    q0, k0, v0, do0 = make_inputs(B, N, 8, 64, torch.float32, device)
+    _wrap_kernels(monkeypatch, [])  # the interpreter's byte-wise copies of the inputs are unseen
+    for kernel in KERNELS:
+        tiles = _interpreter_tiles(N, device) if kernel != "small-n" else {}  # sizes only
+        options = triton_attn.check_options(*KERNELS[kernel], tiles=tiles)
+        q, k, v, do = ((q0, k0, v0, do0) if kernel != "small-n"  # N=256: small-n's largest N
+                       else make_inputs(B, 256, 8, 64, torch.float32, device))
         with LargestTensor() as mode:
-            o, lse = triton_attn._forward(q, k, v)
-            triton_attn._backward(q, k, v, o, lse, do, backward)
-        assert mode.largest < N * N, (backward, mode.largest)
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+            o, lse = triton_attn._forward(q, k, v, options)
+            triton_attn._backward(q, k, v, o, lse, do, options)
+        assert mode.largest < q.shape[1] ** 2, (kernel, mode.largest)
+    leaves = [t.clone().requires_grad_() for t in (q0, k0, v0)]
     with LargestTensor() as mode:
-        attend_reference(*leaves).backward(do)
+        attend_reference(*leaves).backward(do0)
     assert mode.largest >= N * N
 
 
@@ -246,19 +354,47 @@ def test_tile_sizes_obey_gpu_constraints():
             assert value >= 16 and value & (value - 1) == 0, (n, dqk, dv, key, value)
         assert cfg["BLOCK_DQK"] >= dqk and cfg["BLOCK_DV"] <= 128
         assert cfg["FWD_WARPS"] in (4, 8) and cfg["BWD_WARPS"] in (4, 8)
+        if n > triton_attn.SMALL_N_MAX:
+            continue
+        small = triton_attn._small_config(n, dqk, dv)
+        for key in ("N_PAD", "BLOCK_DQK", "BLOCK_DV", "BLOCK_N", "FWD_BLOCK_M", "BWD_BLOCK_M"):
+            value = small[key]
+            assert value >= 16 and value & (value - 1) == 0, (n, dqk, dv, key, value)
+        assert small["N_PAD"] >= n and small["BLOCK_DV"] <= 128
+        assert small["N_PAD"] * small["BLOCK_DV"] <= 16384  # the V chunk in shared memory
+        # the score-sized tiles the backward keeps live stay at <= 8192 fp32 each
+        assert small["BWD_BLOCK_M"] * small["N_PAD"] <= 8192 or small["N_PAD"] <= 64
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("backward", ["two-kernel", "atomic"])
-def test_tile_overrides_give_the_same_answer(backward, device, make_inputs, float64_reference,
+@pytest.mark.parametrize("kernel", ["one-launch", "two-kernel", "atomic"])
+def test_tile_overrides_give_the_same_answer(kernel, device, make_inputs, float64_reference,
                                              output_and_grads, skip_unless_runnable):
     """Tiles other than _config's (key and query blocks of different sizes, Dv in 16-wide
-    chunks, other warps/stages) at N=257: every mask and loop bound still holds."""
+    chunks, other warps/stages) at N=130: every mask and loop bound still holds (partial key
+    and query tiles). For the one-launch backward, 32-wide key blocks and 128-row query
+    blocks give a grid where most programs have a dK/dV block but no dQ block."""
     skip_unless_runnable(device)
-    q, k, v, do = make_inputs(2, 257, 16, 40, torch.float32, device)
+    q, k, v, do = make_inputs(1, 130, 16, 40, torch.float32, device)
     tiles = dict(block_n=32, fwd_block_m=16, bwd_block_m=128, block_dv=16, fwd_warps=2,
                  bwd_warps=8, fwd_stages=2, bwd_stages=1)
-    attend = functools.partial(triton_attn.attend_triton, backward=backward, tiles=tiles)
+    attend = functools.partial(triton_attn.attend_triton, variant="tiled",
+                               backward=KERNELS[kernel][1], tiles=tiles)
+    o, grads = output_and_grads(attend, q, k, v, do)
+    _check(o, grads, *float64_reference(q, k, v, do), atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_small_n_tile_overrides_take_the_two_pass_backward(device, make_inputs,
+                                                           float64_reference, output_and_grads,
+                                                           skip_unless_runnable):
+    """small-n with 16-row query blocks at N = 63: four query blocks, so dV comes from the
+    second pass (key blocks of 16, Dv in chunks of 16 for Dv = 40) rather than the first."""
+    skip_unless_runnable(device)
+    q, k, v, do = make_inputs(2, 63, 8, 40, torch.float32, device)
+    tiles = dict(fwd_block_m=16, bwd_block_m=16, block_n=16, block_dv=16)
+    assert triton_attn._small_config(63, 8, 40, triton_attn.check_tiles(tiles))["N_PAD"] == 64
+    attend = functools.partial(triton_attn.attend_triton, variant="small-n", tiles=tiles)
     o, grads = output_and_grads(attend, q, k, v, do)
     _check(o, grads, *float64_reference(q, k, v, do), atol=2e-5, rtol=2e-5)
 
@@ -317,12 +453,22 @@ class _CountLaunches:
         return launch
 
 
-@pytest.mark.parametrize("backward, bwd_triton, bwd_torch", [
-    ("two-kernel", 2, []), ("atomic", 1, ["zeros"])])
-def test_launches_per_forward_and_backward(backward, bwd_triton, bwd_torch, monkeypatch,
+def _wrap_kernels(monkeypatch, counts: list) -> None:
+    """Every Triton kernel of triton-attn replaced by a _CountLaunches appending to counts."""
+    small_n = triton_attn._small_n()
+    for module, name in ((triton_attn, "_fwd_kernel"), (triton_attn, "_bwd_dkdv_kernel"),
+                         (triton_attn, "_bwd_dq_kernel"), (triton_attn, "_bwd_one_launch_kernel"),
+                         (small_n, "_small_fwd_kernel"), (small_n, "_small_bwd_kernel")):
+        monkeypatch.setattr(module, name, _CountLaunches(getattr(module, name), counts))
+
+
+@pytest.mark.parametrize("kernel, bwd_triton, bwd_torch", [
+    ("small-n", 1, []), ("one-launch", 1, []), ("two-kernel", 2, []), ("atomic", 1, ["zeros"])])
+def test_launches_per_forward_and_backward(kernel, bwd_triton, bwd_torch, monkeypatch,
                                            make_inputs, skip_unless_runnable):
     """At SAGAN's sizes the call is launch-bound (NOTES.md), so the launch count is a contract:
-    forward 1 Triton kernel; backward 2 ("two-kernel") or 1 plus a zero-fill ("atomic"), fp32.
+    forward 1 Triton kernel; backward 1 (small-n, one-launch), 2 ("two-kernel") or 1 plus a
+    zero-fill ("atomic"), fp32. Nothing else: no torch op besides allocations.
 
     Torch ops that only allocate or reshape (empty, views) launch nothing and are not counted.
     """
@@ -341,16 +487,15 @@ def test_launches_per_forward_and_backward(backward, bwd_triton, bwd_torch, monk
             return func(*args, **(kwargs or {}))
 
     triton_launches = []
-    for name in ("_fwd_kernel", "_bwd_dkdv_kernel", "_bwd_dq_kernel"):
-        monkeypatch.setattr(triton_attn, name,
-                            _CountLaunches(getattr(triton_attn, name), triton_launches))
+    _wrap_kernels(monkeypatch, triton_launches)
     q, k, v, do = make_inputs(1, 40, 8, 24, torch.float32, "cpu")
+    options = triton_attn.check_options(*KERNELS[kernel])
     # The launchers directly: a dispatch mode around the custom op would not see inside it.
     with TorchOps() as ops:
-        o, lse = triton_attn._forward(q, k, v)
+        o, lse = triton_attn._forward(q, k, v, options)
     assert (len(triton_launches), ops.names) == (1, [])
     with TorchOps() as ops:
-        triton_attn._backward(q, k, v, o, lse, do, backward)
+        triton_attn._backward(q, k, v, o, lse, do, options)
     assert len(triton_launches) == 1 + bwd_triton
     assert ops.names == bwd_torch, ops.names
 
@@ -365,7 +510,7 @@ def test_compiles_as_one_graph_and_matches(make_inputs, float64_reference,
     q, k, v, do = make_inputs(2, 40, 8, 24, torch.float32, device)
 
     def attend_sum(q, k, v):
-        return (triton_attn.attend_triton(q, k, v, backward="atomic") * do).sum()
+        return (triton_attn.attend_triton(q, k, v, variant="tiled", backward="atomic") * do).sum()
 
     compiled = torch.compile(attend_sum, backend="aot_eager", fullgraph=True)
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
@@ -391,3 +536,65 @@ def test_double_backward_is_refused(make_inputs, skip_unless_runnable):
     # a first derivative alone is fine
     (dq,) = torch.autograd.grad(triton_attn.attend_triton(*leaves).sum(), leaves[0])
     assert dq.shape == q.shape and not dq.requires_grad
+
+
+class _FakeCompiled:
+    """What Triton's JIT returns from a launch: records direct launcher calls."""
+
+    function, packed_metadata = "function-handle", "packed"
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, *args):
+        self.calls.append(args)
+
+
+class _FakeKernel:
+    """A @triton.jit stand-in: ``kernel[grid](*args, **meta)`` compiles (once per distinct
+    specialization, as Triton would) and returns the compiled kernel."""
+
+    arg_names = ["A", "B", "n", "BLOCK", "FLAG"]
+
+    def __init__(self):
+        self.jit_calls = []
+        self.compiled = _FakeCompiled()
+
+    def __getitem__(self, grid):
+        def launch(*args, **meta):
+            self.jit_calls.append((grid, args, meta))
+            return self.compiled
+        return launch
+
+
+def test_prebound_launch_binds_once_per_configuration(monkeypatch):
+    """The pre-bound path: the first call goes through Triton's JIT (which compiles and
+    launches) and every later call with the same specialization (int values, dtypes, 16-byte
+    alignment, constexprs) calls the compiled launcher directly, constexprs appended in the
+    kernel's argument order; anything that changes the specialization binds anew."""
+    import types
+
+    monkeypatch.setattr(triton_attn, "_INTERPRETING", False)
+    monkeypatch.setattr(triton_attn, "_BOUND", {})
+    fake_driver = types.SimpleNamespace(active=types.SimpleNamespace(
+        get_current_device=lambda: 0, get_current_stream=lambda device: 1234))
+    monkeypatch.setattr(triton_attn, "driver", fake_driver)
+    kernel = _FakeKernel()
+    a, b = torch.zeros(64), torch.zeros(64)
+    meta = dict(BLOCK=16, FLAG=True, num_warps=4)
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
+    assert len(kernel.jit_calls) == 1
+    assert kernel.compiled.calls == [(3, 2, 1, 1234, "function-handle", "packed", None, None,
+                                      None, a, b, 64, 16, True)]
+    triton_attn._launch(kernel, (3, 2), (a, b), (65,), meta, prebind=True)     # another int
+    triton_attn._launch(kernel, (3, 2), (a[1:], b), (64,), meta, prebind=True)  # misaligned
+    triton_attn._launch(kernel, (3, 2), (a[1:], b), (64,), meta, prebind=True)  # (never bound)
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), dict(meta, FLAG=False), prebind=True)
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=False)    # option off
+    assert len(kernel.jit_calls) == 6 and len(kernel.compiled.calls) == 1
+    triton_attn._launch(kernel, (3, 2), (a, b), (65,), meta, prebind=True)     # bound above
+    assert len(kernel.jit_calls) == 6 and len(kernel.compiled.calls) == 2
+    monkeypatch.setattr(triton_attn, "_INTERPRETING", True)                    # interpreter
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
+    assert len(kernel.jit_calls) == 7 and len(kernel.compiled.calls) == 2

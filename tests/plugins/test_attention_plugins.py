@@ -64,8 +64,9 @@ def _check_against_reference(attend, q, k, v, do, atol, rtol):
                                    msg=lambda m, name=name: f"d{name}: {m}")
 
 
-def test_registers_the_four_kernels_with_valid_specs():
-    assert set(SPECS) == {"eager-attn", "sdpa-attn", "compile-attn", "triton-attn"}
+def test_registers_the_five_kernels_with_valid_specs():
+    assert set(SPECS) == {"eager-attn", "sdpa-attn", "compile-attn", "triton-attn",
+                          "triton-block"}
     assert all(isinstance(s, AttentionSpec) for s in SPECS.values())
     # registering must not have imported triton's kernel module (it is loaded lazily)
     assert SPECS["eager-attn"].why_unavailable("cpu") is None
@@ -90,25 +91,37 @@ def test_compile_plugin_matches_reference(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype, atol, rtol", TOLERANCES, ids=TOL_IDS)
-@pytest.mark.parametrize("backward", ["two-kernel", "atomic"])
-def test_triton_plugin_matches_reference(backward, dtype, atol, rtol, device):
-    spec = _runnable("triton-attn", device)  # on a CPU: only under TRITON_INTERPRET=1
-    _check_against_reference(spec.factory(backward=backward),
-                             *_inputs(2, 63, 8, 24, dtype, device), atol, rtol)
+@pytest.mark.parametrize("name, options", [
+    ("triton-attn", {}), ("triton-attn", {"variant": "tiled"}),
+    ("triton-attn", {"variant": "tiled", "backward": "atomic", "exp2": False}),
+    ("triton-block", {})], ids=["triton-attn", "tiled", "atomic-exp", "triton-block"])
+def test_triton_plugins_match_reference(name, options, dtype, atol, rtol, device):
+    """Through the factory, as a run builds them (triton-block's attend is the plain op)."""
+    spec = _runnable(name, device)  # on a CPU: only under TRITON_INTERPRET=1
+    _check_against_reference(spec.factory(**options), *_inputs(2, 63, 8, 24, dtype, device),
+                             atol, rtol)
 
 
-def test_triton_factory_rejects_an_unknown_backward():
-    if SPECS["triton-attn"].why_unavailable("cpu") is not None and not torch.cuda.is_available():
+@pytest.mark.parametrize("name", ["triton-attn", "triton-block"])
+def test_triton_factories_check_every_option(name):
+    if SPECS[name].why_unavailable("cpu") is not None and not torch.cuda.is_available():
         pytest.skip("triton-attn cannot be imported here")
-    with pytest.raises(ValueError, match="backward must be one of two-kernel, atomic"):
-        SPECS["triton-attn"].factory(backward="fast")
-    with pytest.raises(ValueError, match="unknown tile setting 'tile'"):
-        SPECS["triton-attn"].factory(tile=64)
-    # the default build is the plain function; options give a configured one
-    from ganbench.kernels.attention.triton_attn import attend_triton
-    assert SPECS["triton-attn"].factory() is attend_triton
-    tuned = SPECS["triton-attn"].factory(block_n=32, backward="atomic")
-    assert tuned.keywords == {"backward": "atomic", "tiles": {"BLOCK_N": 32}}
+    factory = SPECS[name].factory
+    for options, message in [
+            (dict(backward="fast"), "backward must be one of auto, one-launch, two-kernel, atomic"),
+            (dict(variant="huge"), "variant must be one of auto, small-n, tiled"),
+            (dict(exp2="no"), "exp2 must be true or false"),
+            (dict(prebind="no"), "prebind must be true or false"),
+            (dict(tile=64), "unknown tile setting 'tile'")]:
+        with pytest.raises(ValueError, match=message):
+            factory(**options)
+    from ganbench.kernels.attention.triton_attn import Options
+
+    assert factory().options == Options()  # auto, auto, exp2, prebind, default tiles
+    tuned = factory(block_n=32, variant="tiled", backward="atomic", exp2=False, prebind=False)
+    assert tuned.options == Options("tiled", "atomic", False, False, (("BLOCK_N", 32),))
+    assert callable(tuned.prepare) and tuned.prepare([(2, 16, 8, 16)], "fp32", "cpu") == 0.0
+    assert hasattr(tuned, "block") == (name == "triton-block")
 
 
 def test_sdpa_uses_scale_one_not_the_default():
@@ -132,6 +145,7 @@ def test_sdpa_backend_used_names_a_backend():
         assert backend == "MATH"
 
 
-def test_triton_reason_on_plain_cpu_is_one_line():
-    reason = SPECS["triton-attn"].why_unavailable("cpu")
+@pytest.mark.parametrize("name", ["triton-attn", "triton-block"])
+def test_triton_reason_on_plain_cpu_is_one_line(name):
+    reason = SPECS[name].why_unavailable("cpu")
     assert reason is None or ("\n" not in reason and reason)

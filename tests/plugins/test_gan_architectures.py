@@ -96,6 +96,19 @@ def test_attention_positions(size, g_maps, d_maps):
     assert _attention_inputs(D, torch.randn(2, 1, size, size)) == d_maps
 
 
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_attention_shapes_are_those_the_modules_see(size):
+    """sagan.attention_shapes (for a kernel's prepare) against the inputs the built modules
+    actually receive: (C, H, W) -> (B, H*W, C/8, C)."""
+    G, D = build(sagan, size)
+    seen = (_attention_inputs(G, torch.randn(3, 20, 1, 1))
+            + _attention_inputs(D, torch.randn(3, 1, size, size)))
+    assert sagan.attention_shapes(size, 3) == [(3, h * w, c // 8, c) for c, h, w in seen]
+    if size == 64:
+        assert sagan.attention_shapes(64, 64) == [(64, 256, 16, 128), (64, 1024, 8, 64),
+                                                  (64, 64, 32, 256), (64, 16, 64, 512)]
+
+
 def test_attention_block_is_identity_when_gamma_is_zero():
     torch.manual_seed(1)
     block = sagan.SelfAttention(64, reference_attend)
@@ -136,3 +149,41 @@ def test_textbook_defaults():
 def test_sagan_without_kernel_is_refused():
     with pytest.raises(ValueError, match="needs an attention kernel"):
         sagan.build(ModelRequest(64, 20))
+
+
+class _AttendWithBlock:
+    """An attend function that also offers a fused ``block`` (docs/plugins.md): here the same
+    formula written in torch, counting its calls, so the contract is tested without Triton."""
+
+    def __init__(self):
+        self.block_calls = 0
+
+    def __call__(self, q, k, v):
+        return reference_attend(q, k, v)
+
+    def block(self, x, wq, bq, wk, bk, wv, bv, gamma):
+        self.block_calls += 1
+        b, c, h, w = x.shape
+        q, k, v = (nn.functional.conv2d(x, wt, bias).flatten(2).transpose(1, 2)
+                   for wt, bias in ((wq, bq), (wk, bk), (wv, bv)))
+        return x + gamma * reference_attend(q, k, v).transpose(1, 2).reshape(b, c, h, w)
+
+
+def test_attention_module_uses_the_kernels_block_except_when_recording():
+    """SAGAN calls ``attend.block`` when the kernel offers one (same parameters, same result),
+    but not while recording attention maps, which need q and k."""
+    torch.manual_seed(3)
+    attend = _AttendWithBlock()
+    fused, plain = sagan.SelfAttention(32, attend), sagan.SelfAttention(32, reference_attend)
+    plain.load_state_dict(fused.state_dict())
+    assert list(fused.state_dict()) == ["gamma", "query.weight", "query.bias", "key.weight",
+                                        "key.bias", "value.weight", "value.bias"]
+    with torch.no_grad():
+        for m in (fused, plain):
+            m.gamma.fill_(0.7)
+    x = torch.randn(2, 32, 4, 4)
+    torch.testing.assert_close(fused(x), plain(x))
+    assert attend.block_calls == 1 and fused.last_qk is None
+    fused.record = True
+    torch.testing.assert_close(fused(x), plain(x))
+    assert attend.block_calls == 1 and fused.last_qk is not None  # the unfused path ran

@@ -4,6 +4,8 @@ On a CPU-only machine triton-attn runs under the Triton interpreter (tests/conft
 TRITON_INTERPRET=1 before anything imports the kernel); with CUDA it runs compiled.
 """
 
+import functools
+
 import pytest
 import torch
 
@@ -21,14 +23,23 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ATOL, RTOL = 1e-4, 1e-4
 
 
-def one_step(kernel: str, **options):
-    """D step and G step of SAGAN at 32x32 (attention at N = 64, 256 in G; 64, 16 in D)."""
+def _build(kernel: str, **options):
     spec = get_registry().attention[kernel]
     reason = why_unavailable(spec, DEVICE)
     if reason:
         pytest.skip(f"{kernel}: {reason}")
     torch.manual_seed(0)
-    G, D = sagan.build(ModelRequest(32, 20, attend=spec.factory(**options)))
+    return sagan.build(ModelRequest(32, 20, attend=spec.factory(**options)))
+
+
+@functools.lru_cache(maxsize=None)
+def eager_step():
+    return one_step("eager-attn")
+
+
+def one_step(kernel: str, **options):
+    """D step and G step of SAGAN at 32x32 (attention at N = 64, 256 in G; 64, 16 in D)."""
+    G, D = _build(kernel, **options)
     G, D = G.to(DEVICE), D.to(DEVICE)
     for m in list(G.modules()) + list(D.modules()):
         if isinstance(m, sagan.SelfAttention):
@@ -48,10 +59,14 @@ def one_step(kernel: str, **options):
 
 
 @pytest.mark.parametrize("kernel, options", [
-    ("sdpa-attn", {}), ("triton-attn", {}), ("triton-attn", {"backward": "atomic"})],
-    ids=["sdpa-attn", "triton-attn", "triton-attn-atomic"])
+    ("sdpa-attn", {}), ("triton-attn", {}), ("triton-attn", {"variant": "tiled"}),
+    ("triton-block", {})],
+    ids=["sdpa-attn", "triton-attn", "triton-attn-tiled", "triton-block"])
 def test_training_step_matches_eager(kernel, options):
-    ref = one_step("eager-attn")
+    """triton-attn: small-n at every site of 32x32 SAGAN (N <= 256); tiled: the one-launch
+    backward; triton-block: the fused block (one matmul for q, k, v; attention + residual in
+    one launch) in all four attention modules."""
+    ref = eager_step()
     out = one_step(kernel, **options)
     torch.testing.assert_close(out[0], ref[0], atol=ATOL, rtol=RTOL)
     torch.testing.assert_close(out[1], ref[1], atol=ATOL, rtol=RTOL)
@@ -66,3 +81,24 @@ def test_training_step_matches_eager(kernel, options):
                        if n.endswith(("gamma", "query.weight", "key.weight"))]
     assert len(attention_grads) == 4 * 3
     assert all(g.abs().sum() > 1e-6 for g in attention_grads)
+
+
+def test_fused_block_keeps_checkpoints_and_attention_maps():
+    """With triton-block, G and D have the eager model's parameters and state_dict keys (a
+    checkpoint loads across kernels), and report.py's attention maps still work: they record
+    q and k through the unfused path."""
+    from ganbench.report import centre_attention
+
+    G, D = _build("triton-block")
+    G_ref, D_ref = _build("eager-attn")
+    for net, ref in ((G, G_ref), (D, D_ref)):
+        assert list(net.state_dict()) == list(ref.state_dict())
+        net.load_state_dict(ref.state_dict())
+    G, G_ref = G.to(DEVICE), G_ref.to(DEVICE)
+    z = torch.randn(2, 20, 1, 1, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    images, maps = centre_attention(G, z)
+    ref_images, ref_maps = centre_attention(G_ref, z)
+    torch.testing.assert_close(images, ref_images, atol=ATOL, rtol=RTOL)
+    assert [name for name, _ in maps] == [name for name, _ in ref_maps] and len(maps) == 2
+    for (_, got), (_, want) in zip(maps, ref_maps):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=RTOL)
