@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from ganbench import quality
 from ganbench.config import RunConfig
 from ganbench.registry import get_registry
-from ganbench.runner import load_data
+from ganbench.plan import load_data
 from ganbench.specs import MetricContext, ModelRequest
 from ganbench.train import generate
 
