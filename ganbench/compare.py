@@ -37,7 +37,6 @@ Input errors raise :class:`ganbench.errors.UserError` with one line (the CLI exi
 from __future__ import annotations
 
 import fnmatch
-import functools
 import json
 import math
 import re
@@ -90,21 +89,34 @@ NOT_COMPARABLE = "not comparable"
 ONLY_OLD, ONLY_NEW, MISSING = "only in old", "only in new", "missing value"
 
 
-@functools.lru_cache(maxsize=1)
+_DIRECTIONS_CACHE: list[dict[str, str]] = []
+
+
 def metric_directions() -> dict[str, str]:
     """Column pattern -> 'higher'/'lower', from every registered metric plugin's MetricSpec
-    (built-in and third-party). Empty when the plugins cannot be loaded."""
+    (built-in and third-party). Empty, with a warning, when the plugins cannot be loaded
+    (compare still works on throughput); only a success is cached."""
+    if _DIRECTIONS_CACHE:
+        return _DIRECTIONS_CACHE[0]
     try:
         from ganbench.registry import get_registry
 
         specs = get_registry().metrics
-    except Exception:  # compare must still work on throughput when plugins are broken
+    except Exception as exc:  # compare must still work on throughput when plugins are broken
+        import warnings
+
+        warnings.warn(f"metric directions unavailable, quality columns are not compared: "
+                      f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
         return {}
     out: dict[str, str] = {}
     for spec in specs.values():
         for pattern, way in getattr(spec, "directions", ()):
             out.setdefault(pattern, way)
+    _DIRECTIONS_CACHE.append(out)
     return out
+
+
+metric_directions.cache_clear = _DIRECTIONS_CACHE.clear  # for tests that swap the registry
 
 
 def is_quality(metric: str) -> bool:

@@ -322,6 +322,8 @@ def _settings_html(df: pd.DataFrame, config: dict) -> str:
             value = ", ".join(values) if values else None
         if value is None:
             continue
+        if key in ("eval_n", "eval_every") and (config.get("metrics") == [] or not value):
+            continue  # no metrics ran, or no curves: the setting did nothing
         if isinstance(value, (list, tuple)):
             value = ", ".join(str(v) for v in value)
         items.append(f"<div><dt>{html.escape(label)}</dt><dd>{html.escape(str(value))}</dd>"
