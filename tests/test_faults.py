@@ -658,18 +658,21 @@ def test_case2_rerun_over_an_interrupted_folder_refuses_then_force_starts_afresh
     assert after == before  # nothing replaced, nothing deleted
     assert not (out / "results.json").exists()
 
-    assert main([*argv, "--force"]) == 0  # on purpose: afresh
+    assert main([*argv, "--force", "--in-process"]) == 0  # on purpose: afresh
     assert_table_valid(out, 1)
     assert rows_of(out)[0]["resumed_from_step"] is None
     assert not (out / "checkpoints" / "dcgan+bce.pt").exists()
     # A finished run is refused too, without a resume command.
+    capsys.readouterr()
     assert main(argv) == 2
     assert "already holds a finished run" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~30 s on the shared 2-core machine
 def test_case3_a_sigkilled_worker_keeps_its_checkpoint_and_retry_failed_resumes_it(
-        fault_env, tmp_path):
+        fault_env, faults_in_process, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
+    monkeypatch.setenv("FAULTPLUG_MARKER", str(tmp_path / "killed-once"))
     env = {**fault_env, "FAULTPLUG_MARKER": str(tmp_path / "killed-once")}
     # killonce-loss SIGKILLs its worker on the 3rd D step, after the checkpoint of step 2.
     res = ganbench(env, "run", "--plugins", "dcgan,bce,killonce-loss", "--steps", "6",
@@ -683,14 +686,13 @@ def test_case3_a_sigkilled_worker_keeps_its_checkpoint_and_retry_failed_resumes_
     assert not checkpoint_path(out, "dcgan+bce").exists()  # a finished row's is dropped
 
     # --resume alone: crashed is final; the rows stay and the user is told how to retry.
-    res = ganbench(env, "run", "--resume", str(out))
-    assert res.returncode == 1
+    assert main(["run", "--resume", str(out)]) == 1
     assert rows_of(out) == [ok, crashed]
-    assert f"ganbench run --resume {out} --retry-failed" in res.stderr
+    assert f"ganbench run --resume {out} --retry-failed" in capsys.readouterr().err
     assert ckpt.exists()
 
-    res = ganbench(env, "run", "--resume", str(out), "--retry-failed", "--quiet")
-    assert res.returncode == 0, res.stderr
+    # In-process now (the plugin is registered here too): the worker's death was the point.
+    assert main(["run", "--resume", str(out), "--retry-failed", "--quiet", "--in-process"]) == 0
     assert_table_valid(out, 2)
     kept, retried = rows_of(out)
     assert kept == ok
@@ -699,7 +701,9 @@ def test_case3_a_sigkilled_worker_keeps_its_checkpoint_and_retry_failed_resumes_
     assert not ckpt.exists()
 
 
-def test_case4_sigkill_of_the_parent_takes_the_worker_with_it_then_resume(fault_env, tmp_path):
+@pytest.mark.slow  # ~30 s on the shared 2-core machine
+def test_case4_sigkill_of_the_parent_takes_the_worker_with_it_then_resume(
+        fault_env, faults_in_process, tmp_path, capsys):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "ganbench", "run", "--plugins",
                              "dcgan,bce,slow-loss", "--steps", "12", "--checkpoint-every", "2",
@@ -719,13 +723,12 @@ def test_case4_sigkill_of_the_parent_takes_the_worker_with_it_then_resume(fault_
     [first] = rows_of(out)
 
     # Case 2 on a real interrupted folder: the original command is refused, nothing lost.
-    res = ganbench(fault_env, "run", "--plugins", "dcgan,bce,slow-loss", "--steps", "12",
-                   "--checkpoint-every", "2", "--out", str(out), *TINY)
-    assert res.returncode == 2 and f"ganbench run --resume {out}" in res.stderr
+    assert main(["run", "--plugins", "dcgan,bce,slow-loss", "--steps", "12",
+                 "--checkpoint-every", "2", "--out", str(out), *TINY]) == 2
+    assert f"ganbench run --resume {out}" in capsys.readouterr().err
     assert rows_of(out) == [first] and load_checkpoint(ckpt)["step"] == saved
 
-    res = ganbench(fault_env, "run", "--resume", str(out))
-    assert res.returncode == 0, res.stderr
+    assert main(["run", "--resume", str(out), "--in-process", "--quiet"]) == 0
     assert_table_valid(out, 2)
     kept, resumed = rows_of(out)
     assert kept == first and resumed["resumed_from_step"] == saved
