@@ -7,18 +7,15 @@ ganbench.measure. Missing values are NaN/None, never a string sentinel such as "
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import tempfile
-import threading
 from pathlib import Path
 from typing import Iterable, Optional
 
 import pandas as pd
 
+from ganbench import atomic
+from ganbench.atomic import signals_deferred  # noqa: F401  (re-exported)
 from ganbench.errors import UserError
 
 TABLE_CSV = "results.csv"
@@ -26,36 +23,10 @@ TABLE_JSON = "results.json"
 TABLE_MD = "results.md"
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: done once, at import, before
-    os.umask(mask)      # any thread (--jobs) could create a file in between
-    return mask
-
-
-_UMASK = _read_umask()
-
 # Columns first in the CSV/JSON; everything else follows in row order.
 LEAD_COLUMNS = ["combo", "architecture", "loss", "attention", "status", "steps", "batch_size",
                 "image_size", "dtype", "step_ms_median", "step_ms_p10", "step_ms_p90",
                 "img_per_s", "peak_mem_bytes"]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, flush, fsync, rename: never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared and read
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class ResultsWriteError(UserError):
@@ -63,27 +34,6 @@ class ResultsWriteError(UserError):
     the run itself failed rather than the user's input. The previous table is left intact."""
 
     exit_code = 1
-
-
-@contextlib.contextmanager
-def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
-    """Hold back Ctrl-C and SIGTERM for the body, then deliver them.
-
-    For writes that must finish as a group (the three tables, a checkpoint and its checksum).
-    Only the main thread can change signal handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        for signum in dict.fromkeys(caught):
-            signal.raise_signal(signum)  # the restored handler acts as if it had come now
 
 
 def to_frame(rows: Iterable[dict]) -> pd.DataFrame:
@@ -101,13 +51,12 @@ def write_table(rows: list[dict], run_dir: Path) -> pd.DataFrame:
     back until all three are written. ResultsWriteError (one line) if the disk refuses.
     """
     df = to_frame(rows)
-    try:
-        with signals_deferred():
-            atomic_write_text(run_dir / TABLE_CSV, df.to_csv(index=False))
-            atomic_write_text(run_dir / TABLE_JSON,
-                              json.dumps({"rows": rows}, indent=1, default=_json_default,
-                                         allow_nan=True) + "\n")
-            atomic_write_text(run_dir / TABLE_MD, summary_markdown(df) + "\n")
+    files = {run_dir / TABLE_CSV: df.to_csv(index=False),
+             run_dir / TABLE_JSON: json.dumps({"rows": rows}, indent=1, default=_json_default,
+                                              allow_nan=True) + "\n",
+             run_dir / TABLE_MD: summary_markdown(df) + "\n"}
+    try:  # none renamed into place before all three are on disk; signals held for the renames
+        atomic.write_group({path: text.encode("utf-8") for path, text in files.items()})
     except OSError as exc:
         raise ResultsWriteError(f"cannot write the results table in {run_dir}: "
                                 f"{exc.strerror or exc}; the rows written before are intact")
@@ -286,3 +235,8 @@ def with_display_columns(df: pd.DataFrame) -> pd.DataFrame:
 def display_columns(df: pd.DataFrame) -> list[str]:
     """Every column --columns may name for this table (its own and the display ones)."""
     return list(with_display_columns(df).columns)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`ganbench.atomic.write_text`)."""
+    atomic.write_text(path, text)

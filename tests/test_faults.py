@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from ganbench import registry as registry_module
-from ganbench import results
+from ganbench import atomic, results
 from ganbench.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
                                  save_checkpoint)
 from ganbench.cli import main
@@ -466,9 +466,9 @@ def test_crash_during_an_atomic_write_keeps_the_old_file(tmp_path, monkeypatch, 
         raise OSError(28, "No space left on device")
 
     if fail_in == "write":  # the text goes through io.TextIOWrapper.write: make it raise
-        monkeypatch.setattr(results.os, "fdopen", lambda fd, *a, **k: _FailingFile(fd))
+        monkeypatch.setattr(atomic.os, "fdopen", lambda fd, *a, **k: _FailingFile(fd))
     else:
-        monkeypatch.setattr(results.os, fail_in, boom)
+        monkeypatch.setattr(atomic.os, fail_in, boom)
     with pytest.raises(OSError):
         atomic_write_text(path, "new\n")
     monkeypatch.undo()
@@ -480,7 +480,7 @@ class _FailingFile:
     """A file object whose write fails half-way, as on a full disk."""
 
     def __init__(self, fd):
-        self.fh = open(fd, "w", encoding="utf-8")
+        self.fh = open(fd, "wb")
 
     def __enter__(self):
         return self
@@ -497,7 +497,7 @@ class _FailingFile:
 def test_results_files_are_not_private(tmp_path):
     path = tmp_path / "results.md"
     atomic_write_text(path, "x\n")
-    assert path.stat().st_mode & 0o044 == 0o044 & ~results._UMASK  # mkstemp's 0600 undone
+    assert path.stat().st_mode & 0o044 == 0o044 & ~atomic._UMASK  # mkstemp's 0600 undone
 
 
 def test_full_disk_while_writing_a_row_keeps_the_earlier_rows(tmp_path, monkeypatch, capsys):
@@ -515,10 +515,10 @@ def test_full_disk_while_writing_a_row_keeps_the_earlier_rows(tmp_path, monkeypa
                 raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(results.os, "replace", replace)
+    monkeypatch.setattr(atomic.os, "replace", replace)
     code = main(["run", "--plugins", "dcgan,bce,hinge", "--steps", "3", "--out", str(out),
                  *TINY])
-    monkeypatch.setattr(results.os, "replace", real_replace)
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
     assert "cannot write the results table" in err[0] and "No space left" in err[0]
