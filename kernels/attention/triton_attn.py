@@ -637,7 +637,8 @@ def _launch(kernel, grid, tensors: tuple, ints: tuple, meta: dict, prebind: bool
     if not prebind or _INTERPRETING or _launch_hooks_installed():
         return kernel[grid](*tensors, *ints, **meta)
     aligned = not any(t.data_ptr() & 15 for t in tensors)
-    key = (kernel, grid[1:], ints, tuple(t.dtype for t in tensors), aligned,
+    device = driver.active.get_current_device()  # a compiled handle belongs to one device
+    key = (kernel, device, grid[1:], ints, tuple(t.dtype for t in tensors), aligned,
            tuple(meta.items()))
     bound = _BOUND.get(key) if aligned else None
     if bound is None:
@@ -647,7 +648,6 @@ def _launch(kernel, grid, tensors: tuple, ints: tuple, meta: dict, prebind: bool
             _BOUND[key] = (compiled, tuple(meta[name] for name in kernel.arg_names[n_args:]))
         return compiled
     compiled, constexprs = bound
-    device = driver.active.get_current_device()
     compiled.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1,
                  driver.active.get_current_stream(device), compiled.function,
                  compiled.packed_metadata, None, None, None, *tensors, *ints, *constexprs)

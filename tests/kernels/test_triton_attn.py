@@ -576,8 +576,9 @@ def test_prebound_launch_binds_once_per_configuration(monkeypatch):
 
     monkeypatch.setattr(triton_attn, "_INTERPRETING", False)
     monkeypatch.setattr(triton_attn, "_BOUND", {})
+    current = {"device": 0}
     fake_driver = types.SimpleNamespace(active=types.SimpleNamespace(
-        get_current_device=lambda: 0, get_current_stream=lambda device: 1234))
+        get_current_device=lambda: current["device"], get_current_stream=lambda device: 1234))
     monkeypatch.setattr(triton_attn, "driver", fake_driver)
     kernel = _FakeKernel()
     a, b = torch.zeros(64), torch.zeros(64)
@@ -595,6 +596,9 @@ def test_prebound_launch_binds_once_per_configuration(monkeypatch):
     assert len(kernel.jit_calls) == 6 and len(kernel.compiled.calls) == 1
     triton_attn._launch(kernel, (3, 2), (a, b), (65,), meta, prebind=True)     # bound above
     assert len(kernel.jit_calls) == 6 and len(kernel.compiled.calls) == 2
-    monkeypatch.setattr(triton_attn, "_INTERPRETING", True)                    # interpreter
+    current["device"] = 1                                 # another GPU: its own compiled handle
     triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
     assert len(kernel.jit_calls) == 7 and len(kernel.compiled.calls) == 2
+    monkeypatch.setattr(triton_attn, "_INTERPRETING", True)                    # interpreter
+    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
+    assert len(kernel.jit_calls) == 8 and len(kernel.compiled.calls) == 2
