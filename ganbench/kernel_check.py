@@ -42,26 +42,60 @@ def check_output(name: str, q, k, v, o) -> None:
                                   "inputs")
 
 
-def checked_attend(attend: Callable, name: str) -> Callable:
-    """``attend`` with its first eager call checked by :func:`check_output`.
+def check_block_output(name: str, x, y) -> None:
+    """Raise KernelContractError unless a fused block's ``y`` is shaped like its input ``x``
+    (y = x + gamma * o), in x's dtype or the autocast dtype, finite for finite x."""
+    import torch
 
-    Calls traced by ``--compile`` (torch.compile of the whole G) pass through unchecked: a
-    data-dependent check there would break the graph. A kernel that compiles itself
-    (compile-attn) is still checked, since its caller runs eagerly.
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != tuple(x.shape):
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise KernelContractError(f"attention block of {name} returned {got}; the contract is "
+                                  f"x's shape {tuple(x.shape)}")
+    if bool(torch.isfinite(x).all()) and not bool(torch.isfinite(y).all()):
+        raise KernelContractError(f"attention block of {name} returned NaN or inf for finite "
+                                  "inputs")
+
+
+class checked_attend:
+    """``attend`` with its first eager call checked by :func:`check_output` (and, when the
+    kernel offers a fused ``block``, that block's first call by :func:`check_block_output`).
+
+    Every other attribute of the kernel (``prepare``, ``block``, ``backend_used``, ...) is
+    reached through this wrapper unchanged, so optional attributes keep working. Calls traced
+    by ``--compile`` (torch.compile of the whole G) pass through unchecked: a data-dependent
+    check there would break the graph. A kernel that compiles itself (compile-attn) is still
+    checked, since its caller runs eagerly.
     """
-    import functools
 
-    state = {"checked": False}
+    def __init__(self, attend: Callable, name: str):
+        self._attend, self._name = attend, name
+        self._checked = {"attend": False, "block": False}
+        self.__wrapped__ = attend
+        self.__doc__ = getattr(attend, "__doc__", None)
 
-    def call(q, k, v):
-        o = attend(q, k, v)
-        if not state["checked"]:
-            import torch
+    def _due(self, which: str) -> bool:
+        import torch
 
-            if not torch.compiler.is_compiling():
-                check_output(name, q, k, v, o.detach() if hasattr(o, "detach") else o)
-                state["checked"] = True
+        return not self._checked[which] and not torch.compiler.is_compiling()
+
+    def __call__(self, q, k, v):
+        o = self._attend(q, k, v)
+        if self._due("attend"):
+            check_output(self._name, q, k, v, o.detach() if hasattr(o, "detach") else o)
+            self._checked["attend"] = True
         return o
 
-    functools.update_wrapper(call, attend)  # keeps optional attributes (backend_used)
-    return call
+    def __getattr__(self, item: str):
+        if item.startswith("_"):  # never forward private names (copy/pickle probe them early)
+            raise AttributeError(item)
+        value = getattr(self._attend, item)  # AttributeError when the kernel lacks it
+        if item != "block":
+            return value
+
+        def block(x, *params):
+            y = value(x, *params)
+            if self._due("block"):
+                check_block_output(self._name, x, y.detach() if hasattr(y, "detach") else y)
+                self._checked["block"] = True
+            return y
+        return block

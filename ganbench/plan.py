@@ -81,6 +81,26 @@ def check_kernel_options(cfg: RunConfig, combos: list[Combination], registry: Re
             raise UserError(f"--option {keys}: {plugin} rejects it: {reason}") from None
 
 
+def check_kernel_shapes(cfg: RunConfig, combos: list[Combination], registry: Registry) -> None:
+    """A kernel that can ``prepare`` is asked, with device "cpu" (checks only, no compiling),
+    whether it takes every attention shape of the run: a shape its options reject fails here."""
+    for combo in combos:
+        arch = registry.architectures[combo.architecture]
+        if not combo.attention or arch.attention_shapes is None:
+            continue
+        attend = registry.attention[combo.attention].factory(**cfg.options.get(combo.attention,
+                                                                               {}))
+        prepare = getattr(attend, "prepare", None)
+        if prepare is None:
+            continue
+        try:
+            prepare(arch.attention_shapes(cfg.image_size, cfg.batch_size), cfg.dtype, "cpu")
+        except ValueError as exc:
+            raise UserError(f"{combo.attention} cannot run {combo.architecture} at "
+                            f"{cfg.image_size}x{cfg.image_size}: {' '.join(str(exc).split())}"
+                            ) from None
+
+
 def make_plan(cfg: RunConfig) -> Plan:
     """Validate everything that can be checked before training; UserError on the first
     problem."""
@@ -106,5 +126,6 @@ def make_plan(cfg: RunConfig) -> Plan:
         combos = baseline_combos(combos, registry) + combos
     metric_names, metric_notes = choose_metrics(cfg, registry, cfg.device)
     check_kernel_options(cfg, combos, registry)
+    check_kernel_shapes(cfg, combos, registry)
     data = load_data(cfg, registry)  # fail on bad data before any training
     return Plan(cfg, combos, notes + metric_notes, metric_names, data)

@@ -99,6 +99,9 @@ class ArchitectureSpec(PluginSpec):
     discriminator maps images to logits of shape (B,) (one score per image, no sigmoid).
     ``uses_attention`` says whether the architecture takes an attention kernel; the core pairs
     kernels only with such architectures. ``image_sizes`` lists the sizes it can build.
+    ``attention_shapes(image_size, batch_size)``, optional, lists the (B, N, Dqk, Dv) of every
+    attention call one training step makes, so a kernel's ``prepare`` can compile exactly
+    those before the first step (and the row reports that time as ``compile_s``).
     """
 
     build: Callable[[ModelRequest], "tuple[nn.Module, nn.Module]"]
@@ -106,6 +109,7 @@ class ArchitectureSpec(PluginSpec):
     uses_attention: bool = False
     image_sizes: tuple[int, ...] = (32, 64)
     why_unavailable: Callable[[str], Optional[str]] = always_available
+    attention_shapes: Optional[Callable[[int, int], list]] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -135,5 +135,6 @@ def ganbench_register_architectures(register):
         build=build,
         defaults=SAGAN_DEFAULTS,
         uses_attention=True,
+        attention_shapes=attention_shapes,
         image_sizes=(32, 64, 128),
     ))
