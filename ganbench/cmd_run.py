@@ -9,7 +9,7 @@ from pathlib import Path
 # must not import torch, and config is cheap but this module imports only the standard library).
 DEFAULT_CHECKPOINT_EVERY = 50
 # Options that say how to run rather than what to measure: the only ones --resume accepts.
-RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed")
+RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns")
 
 NAME = "run"
 HELP = "train and benchmark every combination of the named plugins"
@@ -62,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="an option for an attention kernel's factory, e.g. "
                         "compile-attn.mode=max-autotune (repeatable)")
     p.add_argument("--out", type=Path, help="run folder (default results/runs/<time>-<names>)")
+    p.add_argument("--columns", metavar="NAMES",
+                   help="comma-separated columns of the printed table (default: the ones that "
+                        "matter, fitted to the terminal; results.csv always has every column)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress, notes or warnings on stderr and no table on stdout: only "
                         "the line 'results: RUN_DIR' (the table is in RUN_DIR/results.md); "
@@ -103,6 +106,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             "(timings then share the machine: see parallel_jobs)")
 
 
+def _columns(value):
+    from ganbench.errors import ConfigError
+
+    names = tuple(p.strip() for p in (value or "").split(",") if p.strip())
+    if value is not None and not names:
+        raise ConfigError("--columns is empty; give comma-separated column names")
+    return names or None
+
+
 def config_from_args(args: argparse.Namespace):
     from ganbench.config import RunConfig, parse_digits, parse_names, parse_options
     from ganbench.errors import ConfigError
@@ -124,6 +136,7 @@ def config_from_args(args: argparse.Namespace):
                      baseline=args.baseline, cuda_graph=args.cuda_graph,
                      options=parse_options(args.option), out=args.out,
                      quiet=args.quiet, isolate=not args.in_process,
+                     columns=_columns(args.columns),
                      checkpoint_every=args.checkpoint_every,
                      jobs=args.jobs, sync_bn=args.sync_bn, scaling=args.scaling)
 
@@ -173,12 +186,13 @@ def _resume(args: argparse.Namespace) -> int:
         if getattr(args, action.dest, action.default) != action.default:
             flag = max(action.option_strings, key=len)
             raise ConfigError(f"--resume takes its settings from {args.resume}/config.json; "
-                              f"drop {flag} (only --quiet, --in-process, --jobs, --nproc and "
-                              "--retry-failed may be given)")
+                              f"drop {flag} (only --quiet, --in-process, --jobs, --nproc, "
+                              "--retry-failed and --columns may be given)")
     cfg = load_run_config(args.resume)
     cfg = dataclasses.replace(cfg, quiet=args.quiet,  # how to run, not what: not inherited
                               isolate=cfg.isolate and not args.in_process,
-                              jobs=args.jobs if args.jobs != 1 else cfg.jobs)
+                              jobs=args.jobs if args.jobs != 1 else cfg.jobs,
+                              columns=_columns(args.columns) or cfg.columns)
     if not launched_by_torchrun():  # under torchrun the ranks check it (ganbench.resume.start)
         check_world_size(args.resume, cfg.world_size, args.nproc or 1)
     if args.nproc is not None and args.nproc > 1:

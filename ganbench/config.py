@@ -60,6 +60,7 @@ class RunConfig:
     compile_mode: str = "default"
     baseline: Optional[str] = None              # "textbook": add the chapter's step as a row
     cuda_graph: bool = False                    # capture each step in a CUDA graph
+    columns: Optional[tuple[str, ...]] = None   # the printed table's columns (None: default)
     out: Optional[Path] = None
     quiet: bool = False
     isolate: bool = True                        # one fresh process per combination
@@ -126,9 +127,11 @@ class RunConfig:
         d = dict(d)
         for key in ("plugins", "digits"):
             d[key] = tuple(d[key])
-        if d.get("metrics") is not None:
-            d["metrics"] = tuple(d["metrics"])
+        for key in ("metrics", "columns"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         d["out"] = Path(d["out"]) if d.get("out") else None
+        d.pop("provenance", None)  # written beside the settings (record of what ran), not one
         return cls(**d)
 
 

@@ -141,6 +141,11 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
            "data": data.source, "digits": ",".join(map(str, cfg.digits)) or "all",
            "n_train": len(data.train), "compile": cfg.compile, "step": combo.step,
            "memory_format": cfg.memory_format}
+    sources = registry.provenance([n for n in (combo.architecture, combo.loss, combo.attention)
+                                   if n])  # "built-in" or "distribution==version"
+    row.update({f"{part}_from": sources[name] for part, name in
+                (("architecture", combo.architecture), ("loss", combo.loss),
+                 ("attention", combo.attention)) if name})
     if cfg.cuda_graph:  # "on", or "off: <why>" (never a silent fallback)
         row["cuda_graph"] = outcome.cuda_graph or f"off: {graph_off}"
         row["capture_s"] = outcome.capture_s

@@ -142,6 +142,6 @@ def _sweep(rep: DataParallel, cfg, echo, resume: bool, retry_failed: bool, force
         if lock is not None:
             lock.release()
     if rep.is_rank0:
-        show_results(df, run_dir, cfg.quiet, echo)
+        show_results(df, run_dir, cfg.quiet, echo, cfg.columns)
     rep.barrier()
     return run_dir, df

@@ -49,9 +49,12 @@ def _combo_named(plan: Plan, name: str):
     return next(c for c in plan.combos if c.name == name)
 
 
-def show_results(df, run_dir: Path, quiet: bool, echo) -> None:
-    """stdout: the table (unless quiet), then where it is."""
+def show_results(df, run_dir: Path, quiet: bool, echo, columns=None) -> None:
+    """stdout: the table (unless quiet; ``columns`` or the default ones, fitted to the
+    terminal), then where it is."""
+    from ganbench.table import terminal_width
+
     if not quiet and df is not None:
-        echo(summary_markdown(df))
+        echo(summary_markdown(df, list(columns) if columns else None, width=terminal_width()))
         echo("")
     echo(f"results: {run_dir}")

@@ -96,7 +96,7 @@ def start(run_dir: Path, plan, *, resume: bool, retry_failed: bool, force: bool,
             clear(run_dir)
         else:
             refuse_to_overwrite(run_dir, [combo.name for combo in combos])
-        write_config(run_dir, cfg.to_dict())
+        write_config(run_dir, {**cfg.to_dict(), "provenance": plugins_provenance(plan)})
     atomic.sweep_partials(run_dir)
     return rows
 
@@ -165,3 +165,12 @@ def discard_checkpoint_of(run_dir: Path, combo: Combination) -> None:
     from ganbench.checkpoint import checkpoint_path, discard_checkpoint
 
     discard_checkpoint(checkpoint_path(run_dir, combo.name))
+
+
+def plugins_provenance(plan) -> dict:
+    """Every plugin the run uses -> "built-in" or "distribution==version" (config.json)."""
+    from ganbench.registry import provenance
+
+    names = {n for c in plan.combos for n in (c.architecture, c.loss, c.attention) if n}
+    names |= set(plan.metric_names) | {plan.cfg.data.partition(":")[0]}
+    return provenance(sorted(names))

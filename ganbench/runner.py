@@ -85,7 +85,7 @@ def run(cfg: RunConfig, echo=print, resume: bool = False, retry_failed: bool = F
         if progress is not None:
             progress.close()
         lock.release()
-    show_results(df, run_dir, cfg.quiet, echo)
+    show_results(df, run_dir, cfg.quiet, echo, cfg.columns)
     return run_dir, df
 
 
