@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from ganbench.errors import ConfigError, UserError
+from ganbench.errors import ConfigError
 from ganbench.specs import MetricContext
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def max_eval_n(heldout_count: int) -> int:
 
 
 def check_eval_n(n: Optional[int], heldout_count: int) -> int:
-    """The N to score at: ``n`` itself if the held-out set allows it, else a UserError.
+    """The N to score at: ``n`` itself if the held-out set allows it, else a ConfigError.
 
     ``n`` None means "not given": DEFAULT_EVAL_N, or the maximum when fewer exist (the
     default never fails). An explicit ``n`` above the maximum (``heldout_count // 2``: the
@@ -99,9 +99,9 @@ def check_eval_n(n: Optional[int], heldout_count: int) -> int:
     if n is None:
         return min(DEFAULT_EVAL_N, most)
     if n < 2:
-        raise UserError(f"--eval-n must be at least 2, got {n}")
+        raise ConfigError(f"--eval-n must be at least 2, got {n}")
     if n > most:
-        raise UserError(f"--eval-n {n} is more than the {heldout_count} held-out images allow: "
+        raise ConfigError(f"--eval-n {n} is more than the {heldout_count} held-out images allow: "
                         f"the maximum is {most} (half of them, so the real-data row gets the "
                         f"other half)")
     return int(n)

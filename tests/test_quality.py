@@ -88,7 +88,7 @@ def test_check_eval_n_errors_above_the_held_out_half_instead_of_capping():
     # 2002 held-out 7s and 8s (the embedded set): two disjoint halves of at most 1001.
     assert quality.check_eval_n(1001, 2002) == 1001
     assert quality.check_eval_n(150, 2002) == 150
-    with pytest.raises(UserError) as err:
+    with pytest.raises(ConfigError) as err:  # a UserError: one line, exit code 2
         quality.check_eval_n(2000, 2002)
     message = str(err.value)
     assert "\n" not in message and "--eval-n 2000" in message and "maximum is 1001" in message

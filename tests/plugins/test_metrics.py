@@ -295,7 +295,8 @@ def test_memorisation_flags_a_training_copy_and_passes_held_out_digits():
     assert held["memo_copy_share"] < 0.05
     assert 0.85 < held["memo_nn_ratio"] < 1.15
     # A half-copied set: half the samples are near-copies (a little noise does not hide them).
-    noisy = train[:N] + 0.05 * torch.randn(train[:N].shape, generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    noisy = train[:N] + 0.05 * torch.randn(train[:N].shape, generator=gen)
     half = torch.cat([noisy[:N // 2], fresh[:N // 2]])
     share = quality.evaluate(["memorisation"], half, real, context, registry)["memo_copy_share"]
     assert 0.48 < share < 0.55
