@@ -42,8 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="memory format of G's and D's weights and activations (default "
                         "channels_last)")
     p.add_argument("--warmup", type=int, help="untimed first steps (default min(10, steps/5))")
-    p.add_argument("--eval-n", type=int, default=2000, help="generated samples per metric "
-                                                            "evaluation (default 2000)")
+    p.add_argument("--eval-n", type=int, default=None,
+                   help="generated samples per metric evaluation (default 2000, or half the "
+                        "held-out digits when fewer: 1001 for the embedded 7s and 8s; more is "
+                        "an error)")
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate every K steps and write quality curves")
     p.add_argument("--target-fid", type=float, metavar="X",

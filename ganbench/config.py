@@ -53,7 +53,7 @@ class RunConfig:
     dtype: str = "auto"                         # bf16 on CPUs with native bf16, else fp32
     memory_format: str = "channels_last"        # of G's and D's weights and activations
     warmup: Optional[int] = None                # None: min(10, steps // 5) untimed steps
-    eval_n: int = 2000                          # generated samples scored by the metrics
+    eval_n: Optional[int] = None                # samples scored; None: 2000 or the held-out max
     eval_every: int = 0                         # 0: evaluate only at the end
     target_fid: Optional[float] = None
     compile: bool = False                       # torch.compile the whole G and D
@@ -76,7 +76,7 @@ class RunConfig:
             raise ConfigError("--plugins needs at least one name, e.g. --plugins dcgan,sagan")
         _positive("--steps", self.steps, allow_none=True)
         _positive("--batch-size", self.batch_size)
-        _positive("--eval-n", self.eval_n)
+        _positive("--eval-n", self.eval_n, allow_none=True)
         _positive("--image-size", self.image_size, allow_none=True)
         if self.image_size is not None and self.image_size & (self.image_size - 1):
             raise ConfigError(f"--image-size must be a power of two, got {self.image_size}")

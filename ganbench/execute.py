@@ -196,7 +196,8 @@ class _Scorer:
         self.sets = quality.eval_sets(data.heldout, data.heldout_labels, cfg.eval_n, cfg.seed)
         self.context = MetricContext(digits=cfg.digits or tuple(range(10)),
                                      image_size=cfg.image_size, device=cfg.device,
-                                     seed=cfg.seed, real_labels=self.sets.real_labels)
+                                     seed=cfg.seed, real_labels=self.sets.real_labels,
+                                     train=data.train)
 
     def score(self) -> dict:
         from ganbench import quality
@@ -271,7 +272,7 @@ def reference_row(cfg: RunConfig, data, metric_names: list[str]) -> dict:
     from ganbench.specs import MetricContext
 
     context = MetricContext(digits=cfg.digits or tuple(range(10)), image_size=cfg.image_size,
-                            device=cfg.device, seed=cfg.seed)
+                            device=cfg.device, seed=cfg.seed, train=data.train)
     row = {"combo": "real data", "status": "reference", "image_size": cfg.image_size}
     scores, n_used = quality.real_reference_row(data.heldout, data.heldout_labels, cfg.eval_n,
                                                 context, get_registry(), metric_names,

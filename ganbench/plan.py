@@ -6,6 +6,7 @@ metrics, data), so a mistake is one line before a folder is made or a worker sta
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ganbench.config import RunConfig, resolve
@@ -128,4 +129,9 @@ def make_plan(cfg: RunConfig) -> Plan:
     check_kernel_options(cfg, combos, registry)
     check_kernel_shapes(cfg, combos, registry)
     data = load_data(cfg, registry)  # fail on bad data before any training
+    if metric_names:  # --eval-n above what the held-out digits allow: an error, not a cap
+        from ganbench import quality
+
+        cfg = dataclasses.replace(cfg, eval_n=quality.check_eval_n(cfg.eval_n,
+                                                                   len(data.heldout)))
     return Plan(cfg, combos, notes + metric_notes, metric_names, data)

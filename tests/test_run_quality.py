@@ -51,8 +51,6 @@ def test_run_with_metrics_curves_target_and_sample(tiny_run, tmp_path):
     assert main(["sample", str(out), "--combo", "nope", "--out", str(npz)]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="the runner does not pass MetricContext(train=...) yet; "
-                   "once it does this passes: remove the marker")
 def test_run_rows_measure_memorisation(tiny_run):
     df = pd.read_csv(tiny_run / "results.csv").set_index("combo")
     real = df.loc["real data"]
@@ -62,8 +60,6 @@ def test_run_rows_measure_memorisation(tiny_run):
     assert 0.8 < real["memo_nn_ratio"] < 1.25
 
 
-@pytest.mark.xfail(strict=True, reason="planning does not call quality.check_eval_n yet; "
-                   "once it does this passes: remove the marker")
 def test_eval_n_above_the_held_out_half_is_an_error(tmp_path, capsys):
     out = tmp_path / "run"
     args = [a if a != "150" else "1002" for a in TINY]  # 2002 held-out 7s and 8s: max 1001
