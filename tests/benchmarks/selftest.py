@@ -79,59 +79,48 @@ def plant_shared_step(tree: Path) -> None:
 
 
 def plant_kernel(tree: Path) -> None:
-    """eager-attn +15%: forward and backward each spin 15% of their own time."""
+    """eager-attn about +15% of its forward + backward: its forward spins 60% of its own
+    time. Forward-only, with no autograd node added (a first version wrapped the op in an
+    autograd.Function, whose own overhead made it +27%); the forward is about a quarter of
+    forward + backward here (2.3-4.3 ms of 12-15 ms measured), so 60% of it is about 15% of
+    the whole. The gate's line reports the slowdown it actually measured."""
     code = SPIN + '''
 import time as _plant_time
 
-import torch as _plant_torch
 
-
-class _PlantSlowEager(_plant_torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v):
-        with _plant_torch.enable_grad():
-            inputs = [t.detach().requires_grad_(t.requires_grad) for t in (q, k, v)]
-            t0 = _plant_time.perf_counter()
-            out = attend_eager(*inputs)
-            _plant_spin(0.15 * (_plant_time.perf_counter() - t0))
-        ctx.inputs, ctx.out = inputs, out
-        return out.detach()
-
-    @staticmethod
-    def backward(ctx, grad):
-        t0 = _plant_time.perf_counter()
-        wanted = [t for t in ctx.inputs if t.requires_grad]
-        got = iter(_plant_torch.autograd.grad(ctx.out, wanted, grad))
-        grads = tuple(next(got) if t.requires_grad else None for t in ctx.inputs)
-        _plant_spin(0.15 * (_plant_time.perf_counter() - t0))
-        return grads
+def _plant_attend(q, k, v):
+    t0 = _plant_time.perf_counter()
+    out = attend_eager(q, k, v)
+    _plant_spin(0.60 * (_plant_time.perf_counter() - t0))
+    return out
 
 
 def _eager_factory():  # replaces the factory above: the register hook looks it up at call
-    return _PlantSlowEager.apply
+    return _plant_attend
 '''
     _edit(tree, "plugins/attention.py", lambda t: t + code if "def _eager_factory" in t else t)
 
 
 def plant_dcgan(tree: Path) -> None:
-    """DCGAN only +10%: G.forward spins 10% of the time since its previous call, i.e. of
-    the D and G half-steps (G runs once at the start of each)."""
+    """DCGAN only, about +10% of its step: G's and D's forward spin 30% of their own time
+    (forwards are about a third of a step: forward, backward ~2x, Adam). A first version
+    spun in proportion to the time between G's calls, which also counted the other side's
+    blocks and made it 3.7x. The gate's line reports the slowdown it actually measured."""
     code = SPIN + '''
 import time as _plant_time
 
-_plant_forward = Generator.forward
+
+def _plant_slowed(forward):
+    def slowed(self, x):
+        t0 = _plant_time.perf_counter()
+        out = forward(self, x)
+        _plant_spin(0.30 * (_plant_time.perf_counter() - t0))
+        return out
+    return slowed
 
 
-def _plant_slow_forward(self, z):
-    now = _plant_time.perf_counter()
-    last = getattr(self, "_plant_last", None)
-    if last is not None and now - last < 30:
-        _plant_spin(0.10 * (now - last))
-    self._plant_last = _plant_time.perf_counter()
-    return _plant_forward(self, z)
-
-
-Generator.forward = _plant_slow_forward
+Generator.forward = _plant_slowed(Generator.forward)
+Discriminator.forward = _plant_slowed(Discriminator.forward)
 '''
     _edit(tree, "plugins/dcgan.py", lambda t: t + code if "class Generator" in t else t)
 
@@ -155,8 +144,8 @@ CASES = [
     Case("clean", "clean copy (no plant)", None, ()),
     Case("step", "shared training step +10% (train loop)", plant_shared_step,
          ("step dcgan", "step sagan")),
-    Case("kernel", "one kernel +15% (eager-attn fwd+bwd)", plant_kernel, ("attn eager-attn",)),
-    Case("dcgan", "DCGAN only +10% (G.forward)", plant_dcgan, ("step dcgan",)),
+    Case("kernel", "one kernel ~+15% (eager-attn fwd+bwd)", plant_kernel, ("attn eager-attn",)),
+    Case("dcgan", "DCGAN only ~+10% (G and D forward)", plant_dcgan, ("step dcgan",)),
     Case("glr", "quality: G learning rate halved", plant_g_lr, ("quality",)),
 ]
 

@@ -264,7 +264,7 @@ def step_exclusion(kernel: str, device: str) -> Optional[str]:
 def attn_exclusion(kernel: str, device: str) -> Optional[str]:
     if "compile" in kernel and device == "cpu" and not os.environ.get("GANBENCH_GATE_COMPILE"):
         # Measured: the first fwd+bwd call (compilation) took 110 s on the loaded 2-core
-        # Xeon, once per side and session: four times that is most of the CI budget.
+        # AMD EPYC VM, paid by each side in each of the 4 sessions: over the CI budget.
         return ("torch.compile: the first call compiles (110 s measured on the loaded "
                 "2-core CPU, per side); GANBENCH_GATE_COMPILE=1 includes it")
     return None
