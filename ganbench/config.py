@@ -26,7 +26,7 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # machine). `ganbench run --plugins dcgan,sagan` at 200 steps took 110 s end to end, so the CPU
 # default is 180 steps at 32x32, to stay under two minutes with some margin. That is early
 # training (blurry strokes, fid_digits 450-750); about 600 steps give clear 7s and 8s.
-CPU_DEFAULTS = {"steps": 180, "image_size": 32}
+CPU_DEFAULTS = {"steps": 600, "image_size": 32}
 CUDA_DEFAULTS = {"steps": 1000, "image_size": 64}
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 # torch.compile's modes (torch._inductor.list_mode_options() in torch 2.13); checked here so a

@@ -51,14 +51,11 @@ def _combo_named(plan: Plan, name: str):
 
 def show_results(df, run_dir: Path, quiet: bool, echo, columns=None) -> None:
     """stdout: the table (unless quiet; ``columns`` or the default ones), then where it is.
-    On a terminal the table is fitted to its width; piped, it is markdown (the default columns
-    fit 120 characters there too)."""
-    import sys
-
+    The table is fitted to the terminal's width (120 characters when piped); results.md keeps
+    the whole markdown table."""
     from ganbench.table import terminal_width
 
     if not quiet and df is not None:
-        width = terminal_width() if sys.stdout.isatty() else None
-        echo(summary_markdown(df, list(columns) if columns else None, width=width))
+        echo(summary_markdown(df, list(columns) if columns else None, width=terminal_width()))
         echo("")
     echo(f"results: {run_dir}")

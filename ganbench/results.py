@@ -107,7 +107,11 @@ def rows_of(data, label) -> list[dict]:
 SUMMARY_CORE = ["combo", "status", "img_per_s", "step_ms", "peak_mem_bytes"]
 # Secondary columns a metric writes that are not worth the default table's width (shown with
 # --columns or --all-columns); shell patterns.
-SUMMARY_HIDDEN = ("metric_n", "modes_kl", "modes_total", "prdc_density", "prdc_coverage")
+SUMMARY_HIDDEN = ("metric_n", "metric_image_size", "modes_kl", "modes_total", "prdc_density",
+                  "prdc_coverage", "memo_nn_ratio",
+                  # argmax shares of every class; the table shows modes_share_<d> (confident
+                  # shares of the selected digits, what "covered" is judged on) instead
+                  "modes_frac_*")
 # Per-class columns (``modes_frac_7``): shown only for the classes the run selected.
 _PER_CLASS = re.compile(r"_(?:frac|share)_(\d+)$")
 

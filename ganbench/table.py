@@ -168,6 +168,12 @@ FORMATS: dict[str, Format] = {
     "modes_covered": Format("modes", integer),
     "modes_kl": Format("modes_kl", sig3),
     "metric_n": Format("metric n", integer),
+    "metric_image_size": Format("metric px", integer),
+    "memo_copy_share": Format("copied", fixed(3)),
+    "memo_nn_ratio": Format("nn ratio", sig3),
+    "speedup_vs_textbook": Format("x textbook", fixed(2)),
+    "compile_s": Format("compile s", sig3),
+    "capture_s": Format("capture s", sig3),
     "image_size": Format("px", integer),
     "batch_size": Format("batch", integer),
     "steps": Format("steps", integer),
@@ -202,9 +208,10 @@ def format_of(column: str) -> Format:
     (``rel_err*`` -> scientific), or its own name with :func:`general`."""
     if column in FORMATS:
         return FORMATS[column]
-    per_class = re.search(r"_(?:frac|share)_(\d+)$", column)
-    if per_class:  # modes_frac_7: the share of generated digits classified as 7
-        return Format(f"{per_class.group(1)}s", fixed(2))
+    per_class = re.search(r"_(frac|share)_(\d+)$", column)
+    if per_class:  # modes_share_7: share of samples read as 7 (frac: as the likeliest class)
+        kind = "share" if per_class.group(1) == "share" else "argmax"
+        return Format(f"{per_class.group(2)}s {kind}", fixed(2))
     if column.endswith("_bytes"):
         return Format(column[:-len("_bytes")] + " MiB", mib)
     if column.startswith("rel_err"):

@@ -874,7 +874,8 @@ def test_off_a_terminal_stdout_has_only_results_and_stderr_the_rest_once(fault_e
     assert res.returncode == 0, res.stderr
     stdout = res.stdout.strip().splitlines()
     assert stdout[-1] == f"results: {out}"
-    assert all(line.startswith("|") for line in stdout[:-2]) and stdout[-2] == ""
+    assert stdout[0].split()[0] == "combo" and stdout[-2] == ""  # the table, then its folder
+    assert all(len(line) <= 120 for line in stdout)
     assert "dcgan+warn-loss" in res.stdout and "sagan+warn-loss+eager-attn" in res.stdout
 
     err = res.stderr.strip().splitlines()

@@ -65,12 +65,12 @@ def _sub_once(pattern: str, repl: str, text: str, where: str) -> str:
 
 
 def plant_shared_step(tree: Path) -> None:
-    """Every training step +10%: a spin of 10% of the step's time after G's update."""
+    """Every training step +10%: a spin of 10% of the step's time after the step."""
     def fn(text: str) -> str:
         text = _sub_once(r"^(\s*)for step in range\(.*\):\n",
                          lambda m: m.group(0) + f"{m.group(1)}    _plant_t0 = "
                                                 "time.perf_counter()\n", text, "train.py")
-        text = _sub_once(r"^(\s*)opt_g\.step\(\)\n",
+        text = _sub_once(r"^(\s*)step_losses = one_step\(real\).*\n",
                          lambda m: m.group(0) + f"{m.group(1)}_plant_spin(0.10 * "
                                                 "(time.perf_counter() - _plant_t0))\n",
                          text, "train.py")
@@ -128,7 +128,7 @@ Discriminator.forward = _plant_slowed(Discriminator.forward)
 def plant_g_lr(tree: Path) -> None:
     """G's learning rate halved in the training loop."""
     _edit(tree, "ganbench/train.py",
-          lambda t: _sub_once(r"(opt_g = torch\.optim\.\w+\(G\.parameters\(\), lr=)g_lr\b",
+          lambda t: _sub_once(r"(make_optimizers\(G, D, )g_lr\b",
                               r"\g<1>0.5 * g_lr", t, "train.py"))
 
 
