@@ -36,7 +36,7 @@ def test_names_and_digits_parsing():
 
 def test_resolve_fills_cpu_defaults():
     cfg = resolve(RunConfig(plugins=("dcgan",), device="cpu"))
-    assert (cfg.device, cfg.steps, cfg.image_size) == ("cpu", 180, 32)
+    assert (cfg.device, cfg.steps, cfg.image_size) == ("cpu", 600, 32)
     assert cfg.warmup == 10
 
 

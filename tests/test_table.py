@@ -35,11 +35,13 @@ def run_rows() -> list[dict]:
                      "is_digits": 1.471, "prdc_precision": 0.7842, "prdc_recall": 0.0,
                      "prdc_density": 0.4, "prdc_coverage": 0.1, "modes_covered": 1,
                      "modes_total": 2, "modes_kl": 0.46, "modes_frac_7": 0.91,
-                     "modes_frac_8": 0.02, "modes_frac_3": 0.01, "metric_n": 1001,
+                     "modes_frac_8": 0.02, "modes_frac_3": 0.01, "modes_share_7": 0.9,
+                     "modes_share_8": 0.01, "modes_share_3": 0.01, "metric_n": 1001,
                      "d_loss_last10": 0.7, "git_commit": "abc123"})
     rows.append({"combo": "real data", "status": "reference", "fid_digits": 3.223,
                  "is_digits": 2.151, "prdc_precision": 0.9111, "prdc_recall": 0.8841,
                  "modes_covered": 2, "modes_frac_7": 0.5, "modes_frac_8": 0.49,
+                 "modes_share_7": 0.5, "modes_share_8": 0.49,
                  "metric_n": 1001})
     return rows
 
@@ -70,7 +72,8 @@ def test_units_and_formats_per_column():
     assert table.format_of("img_per_s").header == "img/s"
     assert table.format_of("my_extra_bytes").header == "my_extra MiB"
     assert table.format_of("rel_err_dq").fmt(3.4e-7) == "3.4e-07"
-    assert table.format_of("modes_frac_7").header == "7s"
+    assert table.format_of("modes_frac_7").header == "7s argmax"
+    assert table.format_of("modes_share_7").header == "7s share"
 
 
 def test_small_tflops_are_shown_as_gflops():
@@ -101,11 +104,13 @@ def test_default_run_table_fits_120_columns_with_units():
         assert unit in header
     assert "fid_digits" in header and "modes" in header
     assert "547.2" in text                      # 573_833_216 bytes in MiB
-    assert "172 (165-184)" in text              # median with its p10-p90
+    assert "172" in text                        # the median (its p10-p90 gave way to the shares)
     assert "3s" not in header.split()           # a class the run did not select
     # results.md (no width): markdown, nothing dropped
     md = summary_markdown(df)
-    assert md.startswith("| combo") and "7s" in md and "8s" in md
+    assert md.startswith("| combo") and "7s share" in md and "8s share" in md
+    assert "argmax" not in md  # modes_frac_<d> stays in results.csv, out of the summary
+    assert "172 (165-184)" in md  # results.md keeps the p10-p90
 
 
 def test_a_narrow_terminal_drops_columns_and_says_which():
