@@ -15,7 +15,6 @@ from typing import Iterable, Optional
 import pandas as pd
 
 from ganbench import atomic
-from ganbench.atomic import signals_deferred  # noqa: F401  (re-exported)
 from ganbench.errors import UserError
 
 TABLE_CSV = "results.csv"

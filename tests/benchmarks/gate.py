@@ -128,6 +128,15 @@ class Report:
         return doc
 
 
+def _hello(worker: Worker) -> dict:
+    """The worker's greeting (where its ganbench, torch and device are); WorkerError if that
+    side cannot import ganbench."""
+    hello = worker.ask("hello")
+    if not hello["ok"]:
+        raise WorkerError(f"{worker.label} side cannot import ganbench: {hello['error']}")
+    return hello
+
+
 def quality_check(old: Worker, new: Worker, echo: Callable[[str], None]) -> list[dict]:
     """Per architecture: bitwise fingerprint first; short runs only where it differs."""
     out = []
@@ -213,10 +222,7 @@ def timing_check(old_tree: Path, new_tree: Path, rounds: int, sessions: int, log
             new = Worker(new_tree, "new", log_dir)
         try:
             for w in (old, new):
-                hello = w.ask("hello")
-                if not hello["ok"]:
-                    raise WorkerError(f"{w.label} side cannot import ganbench: "
-                                      f"{hello['error']}")
+                _hello(w)
             names_new, names_old = new.ask("names"), old.ask("names")
             if not names_new["ok"]:
                 raise WorkerError(f"new side: {names_new['error']}")
@@ -302,10 +308,7 @@ def run_gate(new_tree: Path = basecommit.REPO, base: Optional[str] = None,
         old, new = Worker(old_tree, "old", log_dir), Worker(new_tree, "new", log_dir)
         try:
             for w in (old, new):
-                hello = w.ask("hello")
-                if not hello["ok"]:
-                    raise WorkerError(f"{w.label} side cannot import ganbench: "
-                                      f"{hello['error']}")
+                hello = _hello(w)
                 echo(f"  {w.label}: ganbench from {Path(hello['ganbench_file']).parent.parent}"
                      f", torch {hello['torch']} on {hello['device']}, {hello['threads']} "
                      "thread")
