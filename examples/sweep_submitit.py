@@ -31,9 +31,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ganbench.matrix import build_matrix
+from ganbench.sweep.matrix import build_matrix
 from ganbench.registry import get_registry
-from ganbench.results import read_table, write_table
+from ganbench.results.store import read_table, write_table
 
 
 def run_one_combination(plugins: str, out: str, extra: list[str], threads: int) -> str:

@@ -18,14 +18,14 @@ from ganbench.errors import UserError
 
 # Order is the order in `ganbench --help`.
 COMMAND_MODULES = (
-    "ganbench.cmd_run",
-    "ganbench.cmd_plugins",
-    "ganbench.cmd_new_plugin",
-    "ganbench.cmd_report",
-    "ganbench.cmd_compare",
-    "ganbench.cmd_bench",
-    "ganbench.cmd_classifier",
-    "ganbench.cmd_sample",
+    "ganbench.commands.run",
+    "ganbench.commands.plugins",
+    "ganbench.commands.new_plugin",
+    "ganbench.commands.report",
+    "ganbench.commands.compare",
+    "ganbench.commands.bench",
+    "ganbench.commands.classifier",
+    "ganbench.commands.sample",
 )
 
 

@@ -1,6 +1,6 @@
 """Sample-quality metrics for handwritten digits, measured with ganbench's own digit classifier.
 
-Most metrics here look at images through :mod:`ganbench.classifier`: ``fid-digits`` uses its
+Most metrics here look at images through :mod:`ganbench.quality.classifier`: ``fid-digits`` uses its
 64-d penultimate features after the ReLU, ``prdc`` the same layer before the ReLU (see
 :class:`Prdc` for why), ``is-digits`` and ``modes`` its softmax. ``memorisation`` works in pixel
 space against the training images. Classifier outputs are computed once per image set, in
@@ -12,9 +12,9 @@ Numbers from these metrics are comparable only with numbers made with the same c
 weights (``ganbench/assets/digit_classifier.json`` records their SHA-256), at the same image
 size and at similar sample counts: FID in particular is biased upward at small N (Binkowski et
 al. 2018, "Demystifying MMD GANs"), and resizing alone moves it (the classifier sees 28x28, so
-32x32 and 64x64 digits reach it through different resampling). :func:`ganbench.quality.evaluate`
+32x32 and 64x64 digits reach it through different resampling). :func:`ganbench.quality.evaluate.evaluate`
 tags every row with ``metric_n`` and ``metric_image_size`` for that reason. Compare against the
-"real data" row (:func:`ganbench.quality.real_reference_row`), scored the same way at the same N.
+"real data" row (:func:`ganbench.quality.evaluate.real_reference_row`), scored the same way at the same N.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def classifier_outputs(images: torch.Tensor) -> ClassifierOutputs:
     unchanged), is embedded once; the last few sets used are kept (least recently used goes
     first). Weak references, so the cache never keeps images alive.
     """
-    from ganbench.classifier import embed_pre_activations, load_classifier
+    from ganbench.quality.classifier import embed_pre_activations, load_classifier
 
     for i, (ref, version, out) in enumerate(_CACHE):
         if ref() is images and images._version == version:
@@ -68,7 +68,7 @@ def classifier_outputs(images: torch.Tensor) -> ClassifierOutputs:
 
 
 def _classifier_unavailable(device: str) -> Optional[str]:
-    from ganbench.classifier import WEIGHTS_PATH  # cheap: the module's torch is loaded already
+    from ganbench.quality.classifier import WEIGHTS_PATH  # cheap: the module's torch is loaded already
 
     if not WEIGHTS_PATH.is_file():
         return f"classifier weights missing ({WEIGHTS_PATH}); run `ganbench classifier train`"
@@ -369,8 +369,8 @@ class IsDigits(Metric):
 def prdc_features(images: torch.Tensor) -> torch.Tensor:
     """The space PRDC measures in: the classifier's 64 penultimate units before their ReLU,
     each standardised by its mean and standard deviation over the embedded training digits
-    (:func:`ganbench.classifier.pre_activation_scale`; fixed, not the evaluated sets)."""
-    from ganbench.classifier import pre_activation_scale
+    (:func:`ganbench.quality.classifier.pre_activation_scale`; fixed, not the evaluated sets)."""
+    from ganbench.quality.classifier import pre_activation_scale
 
     mean, std = pre_activation_scale()
     return (classifier_outputs(images).pre_activations - mean) / std

@@ -5,7 +5,7 @@
 Each round times ``--steps`` training steps of every variant in turn (ABCABC...), so load on a
 shared machine falls on all of them alike; the table gives each variant's median step time,
 its p10-p90 spread and the ratio of medians to the first variant. Variants: the textbook's own
-step (ganbench.steps.textbook_step); ganbench's step; channels_last memory format for G, D and
+step (ganbench.training.steps.textbook_step); ganbench's step; channels_last memory format for G, D and
 the batch; bf16 autocast (native on CPUs with AVX512-BF16/AMX); both; at each thread count.
 """
 
@@ -19,7 +19,7 @@ import torch
 
 from ganbench.registry import get_registry
 from ganbench.specs import ModelRequest
-from ganbench.steps import StepParts, ganbench_step, make_optimizers, textbook_step
+from ganbench.training.steps import StepParts, ganbench_step, make_optimizers, textbook_step
 
 STEPS = {"textbook": textbook_step, "ganbench": ganbench_step}
 

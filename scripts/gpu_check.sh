@@ -9,7 +9,7 @@
 #    ganbench's eager step and its CUDA graph, fp32 and bf16, each kernel (triton-block is the
 #    fused attention block), with kernels and host launches per step from torch.profiler and
 #    speedup_vs_textbook; this is the table the ">= 3x the textbook" is read from;
-# 3. CUDA tests: the graphed step against eager after K steps (tests/test_steps.py), the
+# 3. CUDA tests: the graphed step against eager after K steps (tests/training/test_steps.py), the
 #    kernel and block tests (fp32 included), the attention plugins;
 # 4. attention per call and per CUDA-graph replay at every textbook shape and N=4096 (bf16);
 # 5. the fp32 verdict (which arithmetic triton-attn's fp32 path used);
@@ -35,7 +35,7 @@ step "environment"
   $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())"; } 2>&1 | tee -a "$LOG"
 
 step "install"
-if ! $PY -c "import ganbench.steps, ganbench.kernels.attention" 2>/dev/null; then
+if ! $PY -c "import ganbench.training.steps, ganbench.kernels.attention" 2>/dev/null; then
   $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -3 | tee -a "$LOG"
 fi
 $PY -c "import ganbench; print('ganbench', ganbench.__version__)" 2>&1 | tee -a "$LOG"
@@ -64,11 +64,11 @@ timeout $T_STEP $PY scripts/step_table.py $STEP_ARGS --out "$OUT/step-table" \
 
 step "CUDA tests: graphed step vs eager, kernels and block (fp32 included), attention plugins"
 if [ "$DEVICE" = cuda ]; then
-  timeout $T_TESTS $PY -m pytest -q -p no:cacheprovider tests/test_steps.py tests/kernels \
+  timeout $T_TESTS $PY -m pytest -q -p no:cacheprovider tests/training/test_steps.py tests/kernels \
       tests/plugins/test_attention_plugins.py tests/plugins/test_sagan_with_kernels.py \
       $TEST_SEL --tb=line -rf $PAR > "$OUT/cuda-tests.txt" 2>&1
 else
-  timeout $T_TESTS $PY -m pytest -q -p no:cacheprovider tests/test_steps.py -k graph \
+  timeout $T_TESTS $PY -m pytest -q -p no:cacheprovider tests/training/test_steps.py -k graph \
       --tb=line -rf > "$OUT/cuda-tests.txt" 2>&1
 fi
 tail -30 "$OUT/cuda-tests.txt" | tee -a "$LOG"

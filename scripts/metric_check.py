@@ -41,12 +41,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ganbench import quality
+from ganbench.quality import evaluate as quality
 from ganbench.config import RunConfig
 from ganbench.registry import get_registry
-from ganbench.plan import load_data
+from ganbench.sweep.plan import load_data
 from ganbench.specs import MetricContext, ModelRequest
-from ganbench.train import generate
+from ganbench.training.loop import generate
 
 METRICS = list(quality.DEFAULT_METRICS)
 # (column, bad direction): "high" = higher is worse, "low" = lower is worse, "both".
@@ -84,8 +84,8 @@ def shifted(x: torch.Tensor, pixels: int) -> torch.Tensor:
 def load_generator(path: Path, registry):
     """(G, z_dim, steps, combo) from RUN_DIR/models/<combo>.G.pt (steps from the run's
     results.json) or from a training checkpoint RUN_DIR/checkpoints/<combo>.pt."""
-    from ganbench.checkpoint import load_checkpoint
-    from ganbench.cmd_sample import load_generator as load_saved
+    from ganbench.training.checkpoint import load_checkpoint
+    from ganbench.commands.sample import load_generator as load_saved
 
     run_dir, combo = path.parent.parent, path.name.split(".")[0]
     if path.parent.name == "models":

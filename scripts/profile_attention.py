@@ -27,7 +27,7 @@ def main() -> None:
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("profile_attention.py: needs a CUDA device (this profiles GPU kernels)")
-    from ganbench.bench_attention import DTYPES, Shape, _inputs, time_calls
+    from ganbench.bench.attention import DTYPES, Shape, _inputs, time_calls
     from ganbench.kernels.attention.triton_attn import BACKWARDS, attend_triton
 
     B, N = args.batch, args.N

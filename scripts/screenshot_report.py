@@ -5,7 +5,7 @@
 Writes RUN_DIR/report.html if it is missing (``ganbench report RUN_DIR --html``), then loads
 it in headless Chromium and saves a PNG of the first ``--height`` pixels at ``--width``: what a
 person sees on a 1400-pixel-wide screen. This is how docs/images/html-report.png was made, and
-tests/test_screenshot_report.py runs it where Chromium is installed.
+tests/scripts/test_screenshot_report.py runs it where Chromium is installed.
 
 Chromium is found as ``$CHROMIUM``, ``chromium``, ``chromium-browser`` or ``google-chrome`` on
 PATH (Debian: ``apt-get install chromium``). The flags keep it off the network and out of any
@@ -76,7 +76,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     page = args.run_dir / "report.html"
     try:
         if not page.exists():
-            from ganbench.html_report import write_html
+            from ganbench.results.html import write_html
 
             write_html(args.run_dir)
         path = screenshot(page, args.out, args.width, args.height)

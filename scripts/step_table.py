@@ -6,7 +6,7 @@
 
 One process, one architecture at a time. Rows, in order: the textbook step (eager-attn, fp32:
 the chapter as written), then for each dtype and kernel ganbench's eager step and its CUDA
-graph. Each row trains fresh, seeded models with :func:`ganbench.train.train` (the loop the
+graph. Each row trains fresh, seeded models with :func:`ganbench.training.loop.train` (the loop the
 runner uses) on random images in [-1, 1] (data loading is the same for every row), and reports
 the median step time with p10/p90 and count, images/s, ``speedup_vs_textbook`` (images/s over
 the textbook row's, measured in this process), and from torch.profiler the device kernels and
@@ -25,11 +25,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ganbench.measure import summarize
+from ganbench.training.measure import summarize
 from ganbench.registry import get_registry
 from ganbench.specs import ModelRequest
-from ganbench.steps import GraphedStep, StepParts, ganbench_step, make_optimizers, textbook_step
-from ganbench.train import Batches, seed_everything, train
+from ganbench.training.steps import GraphedStep, StepParts, ganbench_step, make_optimizers, textbook_step
+from ganbench.training.loop import Batches, TrainSettings, seed_everything, train
 
 # Host-side calls that start device work: one per kernel launched eagerly, one per replay.
 LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx",
@@ -91,9 +91,10 @@ def time_row(arch_name, kernel, args, step_kind: str, graphed: bool, dtype: str)
                         generator=torch.Generator().manual_seed(args.seed)) * 2 - 1
     batches = Batches(images.to(args.device), args.batch, args.seed)
     t0 = time.perf_counter()
-    out = train(G, D, loss, batches, steps=args.steps, warmup=args.warmup, z_dim=d.z_dim,
-                g_lr=d.g_lr, d_lr=d.d_lr, betas=d.betas, device=args.device, dtype=dtype,
-                seed=args.seed, step_kind=step_kind, cuda_graph=graphed)
+    out = train(G, D, loss, batches, TrainSettings(
+        steps=args.steps, warmup=args.warmup, z_dim=d.z_dim, g_lr=d.g_lr, d_lr=d.d_lr,
+        betas=d.betas, device=args.device, dtype=dtype, seed=args.seed, step_kind=step_kind,
+        cuda_graph=graphed))
     row = {"status": out.status, "first_step_s": out.first_step_s,
            "wall_s": time.perf_counter() - t0}
     row.update(summarize(out.step_seconds, args.batch))

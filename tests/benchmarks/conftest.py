@@ -54,7 +54,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     """Add what a timing depends on besides the CPU pytest-benchmark already records."""
     import torch
 
-    from ganbench.measure import _version, device_name, git_commit
+    from ganbench.training.measure import _version, device_name, git_commit
 
     import harness
 

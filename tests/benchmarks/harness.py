@@ -2,7 +2,7 @@
 
 - :func:`attention_inputs` / :func:`op_forward` / :func:`op_forward_backward`: the attention op
   alone at one textbook layer shape;
-- :func:`training_step`: one D-then-G iteration of a GAN through ``ganbench.train.train`` (the
+- :func:`training_step`: one D-then-G iteration of a GAN through ``ganbench.training.loop.train`` (the
   production loop, so a change to the loop shows up here too);
 - :func:`peak_rss_reset` / :func:`peak_rss`: per-benchmark peak memory on the CPU.
 
@@ -136,7 +136,7 @@ def training_step(architecture: str, kernel: Optional[str] = None, device: str =
     kernel, so ratios between kernels are unaffected).
     """
     from ganbench.specs import ModelRequest
-    from ganbench.train import Batches, seed_everything, train
+    from ganbench.training.loop import Batches, TrainSettings, seed_everything, train
 
     registry = get_registry()
     arch = registry.architectures[architecture]
@@ -149,8 +149,9 @@ def training_step(architecture: str, kernel: Optional[str] = None, device: str =
     batches = Batches(train_images(image_size, device), batch_size, seed)
 
     def step() -> None:
-        train(G, D, loss, batches, steps=1, warmup=0, z_dim=d.z_dim, g_lr=d.g_lr, d_lr=d.d_lr,
-              betas=d.betas, device=device, seed=seed)
+        train(G, D, loss, batches, TrainSettings(steps=1, warmup=0, z_dim=d.z_dim, g_lr=d.g_lr,
+                                                 d_lr=d.d_lr, betas=d.betas, device=device,
+                                                 seed=seed))
         synchronize(device)
 
     return step

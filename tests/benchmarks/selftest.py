@@ -75,7 +75,7 @@ def plant_shared_step(tree: Path) -> None:
                                                 "(time.perf_counter() - _plant_t0))\n",
                          text, "train.py")
         return text + SPIN
-    _edit(tree, "ganbench/train.py", fn)
+    _edit(tree, "ganbench/training/loop.py", fn)
 
 
 def plant_kernel(tree: Path) -> None:
@@ -127,7 +127,7 @@ Discriminator.forward = _plant_slowed(Discriminator.forward)
 
 def plant_g_lr(tree: Path) -> None:
     """G's learning rate halved in the training loop."""
-    _edit(tree, "ganbench/train.py",
+    _edit(tree, "ganbench/training/loop.py",
           lambda t: _sub_once(r"(make_optimizers\(G, D, )g_lr\b",
                               r"\g<1>0.5 * g_lr", t, "train.py"))
 

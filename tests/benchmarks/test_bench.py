@@ -124,7 +124,7 @@ def test_data_prepare(benchmark):
 
 def test_batch_sampling(benchmark):
     """Batches.next(): one shuffled batch of 16 from the prepared tensor."""
-    from ganbench.train import Batches
+    from ganbench.training.loop import Batches
 
     batches = Batches(harness.train_images(), harness.BATCH_SIZE, seed=0)
     batch = benchmark(batches.next)
@@ -143,10 +143,10 @@ def test_short_run_quality(benchmark):
     Seeded, so on one machine the figure moves only when the code does: a loss change that
     wrecks samples shows as fid_digits up / is_digits down in `ganbench compare`.
     """
-    from ganbench import quality
+    from ganbench.quality import evaluate as quality
     from ganbench.registry import get_registry
     from ganbench.specs import MetricContext
-    from ganbench.train import Batches, generate, seed_everything, train
+    from ganbench.training.loop import Batches, TrainSettings, generate, seed_everything, train
 
     registry = get_registry()
     names = [n for n in ("fid-digits", "is-digits")
@@ -165,8 +165,8 @@ def test_short_run_quality(benchmark):
         G, D = G.to(harness.DEVICE), D.to(harness.DEVICE)
         train(G, D, registry.losses[d.loss].factory(),
               Batches(data.train.to(harness.DEVICE), harness.BATCH_SIZE, 0),
-              steps=QUALITY_STEPS, warmup=0, z_dim=d.z_dim, g_lr=d.g_lr, d_lr=d.d_lr,
-              betas=d.betas, device=harness.DEVICE, seed=0)
+              TrainSettings(steps=QUALITY_STEPS, warmup=0, z_dim=d.z_dim, g_lr=d.g_lr,
+                            d_lr=d.d_lr, betas=d.betas, device=harness.DEVICE, seed=0))
         return G
 
     G = benchmark.pedantic(short_run, rounds=1, iterations=1)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import ganbench.plugins.metrics as M
-from ganbench import data, quality
+from ganbench import data
+from ganbench.quality import evaluate as quality
 from ganbench.registry import Registry
 from ganbench.specs import MetricContext
 
@@ -269,7 +270,7 @@ def test_prdc_precision_punishes_blank_constant_and_noise(bad_sets):
 def test_the_shipped_scale_is_the_training_digits_scale():
     """The recorded per-unit mean and std are what the shipped weights give on the embedded
     training digits (recomputed here), and belong to exactly those weights."""
-    from ganbench import classifier
+    from ganbench.quality import classifier
 
     mean, std = classifier.pre_activation_scale()
     record = json.loads(classifier.SCALE_PATH.read_text())

@@ -87,7 +87,7 @@ def test_fused_block_keeps_checkpoints_and_attention_maps():
     """With triton-block, G and D have the eager model's parameters and state_dict keys (a
     checkpoint loads across kernels), and report.py's attention maps still work: they record
     q and k through the unfused path."""
-    from ganbench.report import centre_attention
+    from ganbench.results.figures import centre_attention
 
     G, D = _build("triton-block")
     G_ref, D_ref = _build("eager-attn")

@@ -1,0 +1,91 @@
+"""`ganbench report RUN_DIR`: reprint a run's table (fitted to the terminal, or chosen columns,
+or every column, or JSON); optionally write an HTML page or github-action-benchmark JSON beside
+it (see ganbench.results.html). A bench-attention folder or JSON prints the kernels' table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ganbench.results.table import parse_columns
+
+NAME = "report"
+HELP = "reprint the results table of a run folder (--html: a page with charts and images)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a run folder (results/runs/...), its "
+                                              "results.json/.csv, or a bench-attention one")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--all-columns", action="store_true",
+                       help="print every column (cut into several tables that fit the "
+                            "terminal, each starting with the row's name)")
+    shown.add_argument("--columns", type=parse_columns, metavar="NAMES",
+                       help="comma-separated columns to print, in this order (e.g. "
+                            "combo,img_per_s,fid_digits; step_ms is the median with p10-p90)")
+    shown.add_argument("--json", action="store_true",
+                       help="print the rows as JSON ({\"rows\": [...]}, missing values null) "
+                            "for scripts, instead of the table")
+    p.add_argument("--html", nargs="?", const="", metavar="PATH",
+                   help="also write one self-contained HTML page (default RUN_DIR/report.html)")
+    p.add_argument("--format", choices=("table", "gab-json"), default="table",
+                   help="gab-json: also write github-action-benchmark files gab-bigger.json "
+                        "(customBiggerIsBetter) and gab-smaller.json (customSmallerIsBetter)")
+    p.add_argument("--gab-dir", type=Path, metavar="DIR",
+                   help="where --format gab-json writes (default RUN_DIR)")
+
+
+def _read(path: Path):
+    """The table of a run or bench-attention folder/file (UserError if it is neither)."""
+    from ganbench.results.store import read_table
+
+    path = Path(path)
+    if path.is_dir() and not any((path / n).exists() for n in ("results.json", "results.csv")):
+        for name in ("attention-bench.json", "attention-bench.csv"):
+            if (path / name).exists():
+                return read_table(path / name)
+    return read_table(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ganbench.results.compare import is_bench_table
+    from ganbench.results.store import display_columns, summary_markdown, with_display_columns
+    from ganbench.results.table import check_columns, render, terminal_width
+
+    from ganbench.errors import UserError
+
+    df = _read(args.run_dir)
+    bench = is_bench_table(df)
+    if bench and (args.html is not None or args.format == "gab-json"):
+        raise UserError("--html and --format gab-json need a run folder, not a "
+                        "bench-attention table")
+    if args.json:
+        records = df.astype(object).where(df.notna(), None).to_dict("records")
+        print(json.dumps({"rows": records}, indent=1, default=str))
+    elif bench:
+        from ganbench.bench.attention import to_text
+
+        if args.columns:
+            check_columns(args.columns, df.columns)
+        print(to_text(df, columns=list(df.columns) if args.all_columns else args.columns,
+                      width=terminal_width()))
+    elif args.all_columns:
+        print(render(with_display_columns(df), list(df.columns), width=terminal_width(),
+                     keys=["combo"], split=True, style="simple"))
+    else:
+        if args.columns:
+            check_columns(args.columns, display_columns(df))
+        print(summary_markdown(df, args.columns, width=terminal_width()))
+    if args.html is not None:
+        from ganbench.results.html import write_html
+
+        path = write_html(args.run_dir, Path(args.html) if args.html else None)
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+    if args.format == "gab-json":
+        from ganbench.results.html import write_gab_json
+
+        for path in write_gab_json(args.run_dir, args.gab_dir):
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0

@@ -1,0 +1,93 @@
+"""`ganbench sample RUN_DIR --combo NAME`: draw digits from a run's trained generator."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "sample"
+HELP = "draw samples from a trained generator of a run folder (uint8 .npz, optional PNG grid)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a run folder made by `ganbench run`")
+    p.add_argument("--combo", required=True, help="the combination, e.g. sagan+hinge+eager-attn")
+    p.add_argument("--n", type=int, default=2000, help="how many samples (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, required=True, help="output .npz file")
+    p.add_argument("--grid", type=Path, help="also write the first 64 samples as a PNG grid")
+
+
+def load_generator(run_dir: Path, combo: str, device: str):
+    """Rebuild the generator of ``combo`` from ``models/<combo>.G.pt`` (weights_only load).
+
+    UserError (one line) for a missing, damaged, edited or hostile file."""
+    from ganbench.errors import UserError
+    from ganbench.registry import get_registry
+    from ganbench.files.safe_load import describe, load_tensors
+    from ganbench.specs import ModelRequest
+
+    what = "ganbench generator file"
+    path = run_dir / "models" / f"{combo}.G.pt"
+    if not path.is_file():
+        have = sorted(p.name[:-5] for p in (run_dir / "models").glob("*.G.pt"))
+        raise UserError(f"no generator for {combo!r} in {run_dir}; have: "
+                        f"{', '.join(have) or 'none'}")
+    saved = load_tensors(path, what)
+    if not isinstance(saved, dict) or not isinstance(saved.get("generator"), dict):
+        raise UserError(f"cannot load {path}: not a readable {what} (no generator weights in it)")
+    for key in ("image_size", "z_dim"):
+        value = saved.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 4096:
+            raise UserError(f"cannot load {path}: not a readable {what} ({key} is {value!r})")
+    registry = get_registry()
+    if not isinstance(saved.get("architecture"), str):
+        raise UserError(f"cannot load {path}: not a readable {what} (no architecture name)")
+    arch = registry.lookup(saved["architecture"], ("architecture",)).spec
+    if saved["image_size"] not in arch.image_sizes:
+        raise UserError(f"cannot load {path}: {arch.name} does not build "
+                        f"{saved['image_size']}x{saved['image_size']} images")
+    attend = None
+    if arch.uses_attention:
+        # The weights do not depend on the kernel; use the trained one where it runs here.
+        kernel = saved.get("attention") if isinstance(saved.get("attention"), str) else None
+        spec = registry.attention.get(kernel or arch.defaults.attention)
+        if spec is None or spec.why_unavailable(device):
+            spec = registry.attention[arch.defaults.attention]
+        attend = spec.factory()
+    G, _ = arch.build(ModelRequest(saved["image_size"], saved["z_dim"], attend=attend))
+    try:
+        G.load_state_dict(saved["generator"])
+    except Exception as exc:  # mismatched or non-tensor entries in an edited file
+        raise describe(path, what, exc) from None
+    return G.to(device), saved
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from ganbench.files import atomic
+    from ganbench.config import resolve_device
+    from ganbench.errors import UserError
+    from ganbench.results.figures import save_grid, to_uint8
+    from ganbench.training.loop import generate
+
+    if args.n <= 0:
+        raise UserError(f"--n must be a positive integer, got {args.n}")
+    device = resolve_device(args.device)
+    G, saved = load_generator(args.run_dir, args.combo, device)
+    images = generate(G, args.n, int(saved["z_dim"]), device, args.seed)
+    settings = {"run_dir": str(args.run_dir), "combo": args.combo, "n": args.n,
+                "seed": args.seed, "image_size": int(saved["image_size"]),
+                "z_dim": int(saved["z_dim"]), "range": "uint8 0..255 = [-1, 1] scaled"}
+    # Atomically, through a file object: np.savez would append ".npz" to a path without it.
+    with atomic.replacing(args.out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, images=to_uint8(images), settings=json.dumps(settings))
+    if args.grid:
+        with atomic.replacing(args.grid) as tmp:
+            save_grid(images[:64], tmp)
+    print(f"wrote {args.n} samples to {args.out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Results: the table store, its rendering, comparisons, the HTML report and figures."""

@@ -1,0 +1,1 @@
+"""Scale-out: the ``--jobs`` process pool and torchrun ranks (DDP)."""

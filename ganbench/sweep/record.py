@@ -1,0 +1,61 @@
+"""Record rows: each finished combination's row into the table, and the results shown.
+
+The table is rewritten atomically after every row (:func:`ganbench.results.store.write_table`), so
+an interrupt, a crash or a full disk never loses a finished row. A combination's checkpoint is
+dropped once its row is on disk, except for crashed, oom and failed rows: ``--resume
+--retry-failed`` retrains those from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganbench.scaleout import pool as scaleout
+from ganbench.training.textbook import add_speedups
+from ganbench.sweep.execute import RETRYABLE_STATUSES, reference_row
+from ganbench.sweep.plan import Plan
+from ganbench.sweep.resume import discard_checkpoint_of
+from ganbench.results.store import summary_markdown, write_table
+
+
+def reference_first(plan: Plan):
+    """The "real data" row, computed before any training: it is the same for every
+    combination, and a metric that cannot score ``--eval-n`` samples (k nearest neighbours
+    need more than k) fails here in one line instead of after training. None without
+    metrics."""
+    from ganbench.errors import UserError
+
+    if not plan.metric_names:
+        return None
+    try:
+        return reference_row(plan.cfg, plan.data, plan.metric_names)
+    except ValueError as exc:
+        reason = " ".join(str(exc).split())
+        raise UserError(f"the metrics cannot score --eval-n {plan.cfg.eval_n} samples here: "
+                        f"{reason}; raise --eval-n") from None
+
+
+def record(rows: list[dict], row: dict, plan: Plan, run_dir: Path):
+    """Add ``row`` in plan order, rewrite the table, then drop the combination's checkpoint
+    unless the row is one ``--retry-failed`` may retrain from it. Returns (rows, DataFrame)."""
+    rows = add_speedups(scaleout.in_plan_order(rows + [row], plan.combos))
+    df = write_table(rows, run_dir)
+    if row.get("status") not in RETRYABLE_STATUSES:
+        discard_checkpoint_of(run_dir, _combo_named(plan, row["combo"]))
+    return rows, df
+
+
+def _combo_named(plan: Plan, name: str):
+    return next(c for c in plan.combos if c.name == name)
+
+
+def show_results(df, run_dir: Path, quiet: bool, echo, columns=None) -> None:
+    """stdout: the table (unless quiet; ``columns`` or the default ones), then where it is.
+    The table is fitted to the terminal's width (120 characters when piped); results.md keeps
+    the whole markdown table."""
+    from ganbench.results.table import terminal_width
+
+    if not quiet and df is not None:
+        echo(summary_markdown(df, list(columns) if columns else None, width=terminal_width()))
+        echo("")
+    echo(f"results: {run_dir}")

@@ -1,0 +1,222 @@
+"""One combination in a fresh process, supervised: whatever happens there becomes a row.
+
+Each combination trains in its own spawned process (unless ``--in-process``): a crash, a CUDA
+error or an out-of-memory there becomes a row with status ``failed``/``oom``/``crashed`` and
+the sweep goes on, and the CPU peak-memory figure (peak RSS) belongs to that combination alone.
+
+The worker is tied to its parent's life (:func:`tie_to_parent`): it is killed when the parent
+dies, however the parent dies, so an orphan can never train on beside a resumed run. Its
+checkpoint stays on disk when it crashes or is killed, for ``--resume --retry-failed``.
+
+Messages from worker to parent, over one multiprocessing queue:
+
+- ``("event", kind, data)``: progress (see :mod:`ganbench.sweep.progress`);
+- ``("warning", text)``: a Python warning raised in the worker (the parent shows each once);
+- ``("ok", row)``, ``("interrupted",)`` or ``(status, one-line error, traceback)``: the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import multiprocessing as mp
+import os
+import queue as queue_module
+import signal
+import sys
+import threading
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+from ganbench.config import RunConfig
+from ganbench.errors import UserError
+from ganbench.sweep.execute import execute, failure_status, one_line
+from ganbench.sweep.matrix import Combination
+from ganbench.sweep.run_folder import log_failure
+
+PR_SET_PDEATHSIG = 1        # from <linux/prctl.h>
+WATCHDOG_PERIOD_S = 0.5     # how often a worker checks that its parent is still there
+STOP_GRACE_S = 10           # SIGTERM, then SIGKILL after this long
+
+
+def _ignore(*args, **kwargs) -> None:
+    pass
+
+
+# ------------------------------------------------------------------------------------------
+# Inside the worker
+# ------------------------------------------------------------------------------------------
+def tie_to_parent(parent_pid: int) -> None:
+    """Make this process die with ``parent_pid``.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, the kernel's own guarantee. Everywhere (and in
+    case prctl is unavailable): a daemon thread that polls ``os.getppid()`` and kills this
+    process once the parent has gone (the process is then re-parented, so its parent pid
+    changes). If the parent died before either was in place, exit at once.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCHDOG_PERIOD_S)
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="ganbench-parent-watchdog", daemon=True).start()
+
+
+@contextlib.contextmanager
+def warnings_sent(send: Callable[[str], None]):
+    """Within the body, Python warnings are handed to ``send(text)`` instead of printed (the
+    parent de-duplicates them over the whole run). The filters stay as they are."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        send(f"{category.__name__}: {message} ({Path(filename).name}:{lineno})")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _worker(cfg_dict: dict, combo: tuple, run_dir: str, metric_names: list[str], queue,
+            resume: bool = False, parent_pid: Optional[int] = None) -> None:
+    """The spawned process: train, then send ("ok", row), ("interrupted",) or
+    (status, one-line error, traceback)."""
+    if parent_pid is not None:
+        tie_to_parent(parent_pid)
+    cfg = RunConfig.from_dict(cfg_dict)
+
+    def report(kind: str, **data) -> None:
+        queue.put(("event", kind, data))
+
+    try:
+        with warnings_sent(lambda text: queue.put(("warning", text))):
+            row = execute(cfg, Combination(*combo), Path(run_dir), metric_names,
+                          fresh_process=True, resume=resume, report=report)
+        queue.put(("ok", row))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: not a failed row
+        queue.put(("interrupted",))
+    except BaseException as exc:  # reported to the parent as a failed (or oom) row
+        queue.put((failure_status(exc), one_line(exc), traceback.format_exc()))
+
+
+# ------------------------------------------------------------------------------------------
+# In the parent
+# ------------------------------------------------------------------------------------------
+def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: list[str],
+            resume: bool = False, report: Callable = _ignore,
+            warn: Callable[[str], None] = _ignore) -> dict:
+    """The row of one combination; failures become rows with status (failed, oom, crashed) and
+    error. ``report(kind, **data)`` receives the worker's progress, ``warn(text)`` its
+    warnings. A KeyboardInterrupt (Ctrl-C, or SIGTERM via
+    :func:`ganbench.sweep.resume.interrupts_reported`) stops the worker and propagates: an
+    interrupted combination gets no row."""
+    base = {"combo": combo.name, "architecture": combo.architecture, "loss": combo.loss,
+            "attention": combo.attention}
+    if not cfg.isolate:
+        try:
+            with warnings_sent(warn):
+                return execute(cfg, combo, run_dir, metric_names, fresh_process=False,
+                               resume=resume, report=report)
+        except UserError as exc:
+            if not _is_row_error(exc):
+                raise
+            log_failure(run_dir, combo.name, traceback.format_exc())
+            return {**base, "status": "failed", "error": one_line(exc)}
+        except Exception as exc:
+            log_failure(run_dir, combo.name, traceback.format_exc())
+            status = failure_status(exc)
+            if status == "oom":
+                _release_cuda_cache()  # so the next combination starts with free memory
+            return {**base, "status": status, "error": one_line(exc)}
+
+    report("phase", phase="starting worker")
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_worker, args=(cfg.to_dict(), dataclasses.astuple(combo),
+                                             str(run_dir), metric_names, queue, resume,
+                                             os.getpid()),
+                       daemon=True)
+    proc.start()
+    try:
+        message = _wait(proc, queue, report, warn)
+        proc.join()
+    except BaseException:
+        stop(proc)
+        raise
+    if message is None:
+        return {**base, "status": "crashed", "error": describe_exit(proc.exitcode)}
+    if message[0] == "ok":
+        return message[1]
+    if message[0] == "interrupted":
+        raise KeyboardInterrupt
+    log_failure(run_dir, combo.name, message[2])
+    return {**base, "status": message[0], "error": message[1]}
+
+
+def _is_row_error(exc: UserError) -> bool:
+    """UserErrors raised while training a combination that belong in its row rather than
+    ending the run: a kernel breaking its contract concerns that combination only."""
+    from ganbench.sweep.kernel_check import KernelContractError
+
+    return isinstance(exc, KernelContractError)
+
+
+def _wait(proc, queue, report: Callable, warn: Callable) -> Optional[tuple]:
+    """Pass on events and warnings until the worker's final message; None if it died first."""
+    while True:
+        try:
+            message = queue.get(timeout=1.0)
+        except queue_module.Empty:
+            if proc.is_alive():
+                continue
+            # It may have sent its row just before exiting: read what is left.
+            message = _get_nowait(queue)
+            while message is not None and message[0] in ("event", "warning"):
+                message = _get_nowait(queue)
+            return message
+        if message[0] == "event":
+            report(message[1], **message[2])
+        elif message[0] == "warning":
+            warn(message[1])
+        else:
+            return message
+
+
+def _get_nowait(queue):
+    try:
+        return queue.get(timeout=0.5)
+    except queue_module.Empty:
+        return None
+
+
+def stop(proc) -> None:
+    """Terminate a worker (SIGTERM), then kill it if it has not gone within STOP_GRACE_S."""
+    proc.terminate()
+    proc.join(STOP_GRACE_S)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
+def describe_exit(code: Optional[int]) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        hint = " (the system's out-of-memory killer sends SIGKILL)" if name == "SIGKILL" else ""
+        return f"worker was killed by {name} before reporting{hint}"
+    return f"worker exited with code {code} before reporting"
+
+
+def _release_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,282 @@
+"""The one training loop, written once for every architecture and loss.
+
+Each iteration (the textbook's order): a D step on a real batch and a detached fake batch, then
+a G step on fresh noise through the updated D. Timing covers the whole iteration; the first
+``warmup`` iterations are run but not timed (allocator warm-up, cuDNN autotuning, compilation).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganbench.scaleout.grad_sync import first_nonfinite
+from ganbench.training.measure import StepTimer
+from ganbench.specs import GANLoss
+from ganbench.training.steps import (STEP_KINDS, GraphedStep, StepParts, ganbench_step,
+                            make_optimizers, textbook_step)
+
+DIVERGENCE_CHECK_EVERY = 10  # steps between NaN/inf checks: each check is one host sync
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Batches:
+    """Endless shuffled batches from a tensor already on the device (digits are small: 2,000
+    7s and 8s at 64x64 are 33 MB in fp32), reshuffled each epoch with a seeded generator;
+    the last incomplete batch of an epoch is dropped so every step has the same batch size."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int):
+        self.images = images
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self._order = torch.empty(0, dtype=torch.long)
+        self._pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self._pos + self.batch_size > len(self._order):
+            self._order = torch.randperm(len(self.images), generator=self.generator)
+            self._pos = 0
+        idx = self._order[self._pos:self._pos + self.batch_size].to(self.images.device)
+        self._pos += self.batch_size
+        return self.images.index_select(0, idx)
+
+    def state(self) -> dict:
+        """Where the shuffle stands, for a checkpoint (see :meth:`load_state`)."""
+        return {"generator": self.generator.get_state(), "order": self._order.clone(),
+                "pos": self._pos}
+
+    def load_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._order = state["order"].clone()
+        self._pos = int(state["pos"])
+
+
+@dataclass
+class TrainOutcome:
+    step_seconds: list[float]
+    d_losses: list[float]
+    g_losses: list[float]
+    status: str = "ok"                    # ok | diverged
+    diverged_at: Optional[int] = None
+    wall_s: float = 0.0
+    first_step_s: float = 0.0
+    history: list[dict] = field(default_factory=list)  # rows from on_eval
+    resumed_from_step: Optional[int] = None  # set when training continued from a checkpoint
+    cuda_graph: Optional[str] = None      # with cuda_graph=True: "on" or "off: <reason>"
+    capture_s: float = float("nan")       # seconds spent capturing the graph
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything :func:`train` needs to know besides the models, the loss and the data.
+
+    ``seed`` seeds the noise stream (``seed + 1``); ``step_kind`` is "ganbench" (the default
+    step) or "textbook" (the chapter's own step, the baseline); ``cuda_graph`` captures the
+    ganbench step once and replays it (:class:`ganbench.training.steps.GraphedStep`).
+    """
+
+    steps: int
+    warmup: int
+    z_dim: int
+    g_lr: float
+    d_lr: float
+    betas: tuple[float, float]
+    device: str
+    dtype: str = "fp32"
+    seed: int = 0
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    step_kind: str = "ganbench"
+    cuda_graph: bool = False
+
+    def __post_init__(self):
+        if self.step_kind not in STEP_KINDS:
+            raise ValueError(f"step_kind must be one of {STEP_KINDS}, got {self.step_kind!r}")
+
+
+@dataclass
+class TrainHooks:
+    """Callbacks :func:`train` makes; each is optional.
+
+    ``progress(step, d_loss, g_loss)`` at every divergence check; ``on_eval(step, wall_s) ->
+    row`` every ``eval_every`` steps (outside the timed region, but the wall clock keeps
+    running: time-to-quality counts evaluation); ``on_checkpoint(state)`` every
+    ``checkpoint_every`` steps with :func:`training_state`.
+    """
+
+    progress: Optional[Callable[[int, float, float], None]] = None
+    on_eval: Optional[Callable[[int, float], dict]] = None
+    on_checkpoint: Optional[Callable[[dict], None]] = None
+
+
+def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches,
+          settings: TrainSettings, hooks: Optional[TrainHooks] = None,
+          resume: Optional[dict] = None) -> TrainOutcome:
+    """Train G and D in place for ``settings.steps`` iterations; return timings and losses.
+
+    Training stops early with status ``diverged`` when a loss becomes NaN or inf. A checkpoint
+    is taken after the divergence check, so a saved state never holds a non-finite loss.
+    Passing such a state as ``resume`` continues from its step with the same models,
+    optimisers, RNG streams, losses and timings, so the losses match an uninterrupted run.
+    After a resume the first ``warmup`` steps are again untimed (caches and allocator are cold
+    in a new process); the step times measured before the checkpoint are kept. The outcome's
+    ``cuda_graph`` says whether a requested graph ran, or why not. See
+    :mod:`ganbench.training.steps`.
+    """
+    s, hooks = settings, hooks or TrainHooks()
+    steps, warmup, device = s.steps, s.warmup, s.device
+    opt_g, opt_d = make_optimizers(G, D, s.g_lr, s.d_lr, s.betas, device,
+                                   capturable=s.cuda_graph)
+    noise = torch.Generator(device=device).manual_seed(s.seed + 1)
+    parts = StepParts(G, D, loss, opt_g, opt_d, noise, batches.batch_size, s.z_dim, device,
+                      s.dtype)
+    one_step = partial(textbook_step if s.step_kind == "textbook" else ganbench_step, parts)
+    graphed = None
+    if s.cuda_graph:
+        one_step = graphed = GraphedStep(parts)
+    timer = StepTimer(device)
+    losses: list[torch.Tensor] = []  # (2,) per step, kept on the device: no sync per step
+    outcome = TrainOutcome([], [], [])
+    G.train()
+    D.train()
+    start = time.perf_counter()
+    first, carried_seconds = 0, []  # first step of this call; step times from before a resume
+    if resume is not None:
+        first, carried_seconds = restore_training_state(resume, G, D, opt_g, opt_d, noise,
+                                                        batches, losses, outcome)
+        start -= outcome.wall_s  # wall time continues from the checkpoint's
+
+    for step in range(first, steps):
+        real = batches.next()
+        if step - first >= warmup:
+            timer.start()
+        elif step == 0:
+            t_first = time.perf_counter()
+        step_losses = one_step(real)  # (2,): d_loss, g_loss
+        if step - first >= warmup:
+            timer.stop()
+        elif step == 0:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            outcome.first_step_s = time.perf_counter() - t_first
+        losses.append(step_losses)
+
+        done = step + 1
+        save_now = bool(hooks.on_checkpoint and s.checkpoint_every
+                        and done % s.checkpoint_every == 0 and done < steps)
+        if done % DIVERGENCE_CHECK_EVERY == 0 or done == steps or save_now:
+            recent = torch.stack(losses[-DIVERGENCE_CHECK_EVERY:])
+            bad = first_nonfinite(recent, D)  # under DDP agreed by every rank
+            if bad is not None:
+                outcome.status = "diverged"
+                outcome.diverged_at = len(losses) - len(recent) + bad + 1
+                break
+            if hooks.progress is not None:
+                last = recent[-1].tolist()
+                hooks.progress(done, last[0], last[1])
+        if hooks.on_eval is not None and s.eval_every and done % s.eval_every == 0 \
+                and done < steps:
+            row = hooks.on_eval(done, time.perf_counter() - start)
+            outcome.history.append(row)
+            G.train()
+        if save_now:
+            outcome.wall_s = time.perf_counter() - start
+            outcome.step_seconds = carried_seconds + timer.seconds()
+            hooks.on_checkpoint(training_state(done, G, D, opt_g, opt_d, noise, batches, losses,
+                                         outcome))
+
+    outcome.step_seconds = carried_seconds + timer.seconds()
+    if outcome.diverged_at is not None:  # time only steps before the first non-finite one
+        timed_ok = max(0, outcome.diverged_at - 1 - first - warmup)  # their count in this call
+        outcome.step_seconds = carried_seconds + timer.seconds()[:timed_ok]
+    all_losses = torch.stack(losses).cpu() if losses else torch.empty(0, 2)
+    outcome.d_losses = all_losses[:, 0].tolist()
+    outcome.g_losses = all_losses[:, 1].tolist()
+    outcome.wall_s = time.perf_counter() - start
+    if graphed is not None:
+        outcome.cuda_graph, outcome.capture_s = graphed.status, graphed.capture_s
+    return outcome
+
+
+def training_state(step: int, G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer,
+                   opt_d: torch.optim.Optimizer, noise: torch.Generator, batches: Batches,
+                   losses: list[torch.Tensor], outcome: TrainOutcome) -> dict:
+    """Everything :func:`train` needs to continue after ``step`` finished iterations.
+
+    Only tensors, numbers and strings (the eval history travels as JSON text), so the state
+    loads with ``torch.load(weights_only=True)``. ``outcome`` supplies the step times and wall
+    time so far and the first step's time.
+    """
+    import json
+
+    return {
+        "step": step,
+        "generator": G.state_dict(), "discriminator": D.state_dict(),
+        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+        "rng_torch": torch.get_rng_state(), "rng_noise": noise.get_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "batches": batches.state(),
+        "losses": torch.stack(losses).cpu() if losses else torch.empty(0, 2),  # (step, 2)
+        "step_seconds": list(outcome.step_seconds),
+        "first_step_s": outcome.first_step_s,
+        "wall_s": outcome.wall_s,
+        "history": json.dumps(outcome.history, default=float),
+    }
+
+
+def restore_training_state(state: dict, G: nn.Module, D: nn.Module,
+                           opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                           noise: torch.Generator, batches: Batches, losses: list[torch.Tensor],
+                           outcome: TrainOutcome) -> tuple[int, list[float]]:
+    """Load a :func:`training_state` into fresh models, optimisers and streams (in place).
+
+    Returns (the step to continue from, the step times measured before it); fills ``losses``
+    and ``outcome`` (history, first-step and wall time, ``resumed_from_step``).
+    """
+    import json
+
+    G.load_state_dict(state["generator"])
+    D.load_state_dict(state["discriminator"])
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    torch.set_rng_state(state["rng_torch"])
+    noise.set_state(state["rng_noise"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    batches.load_state(state["batches"])
+    device = next(G.parameters()).device
+    losses.extend(state["losses"].to(device).unbind(0))
+    outcome.history = json.loads(state["history"])
+    outcome.first_step_s = float(state["first_step_s"])
+    outcome.wall_s = float(state["wall_s"])
+    outcome.resumed_from_step = int(state["step"])
+    return int(state["step"]), [float(s) for s in state["step_seconds"]]
+
+
+@torch.no_grad()
+def generate(G: nn.Module, n: int, z_dim: int, device: str, seed: int,
+             batch_size: int = 500) -> torch.Tensor:
+    """n samples from G in eval mode as float32 (n, C, S, S) in [-1, 1] on the CPU."""
+    was_training = G.training
+    G.eval()
+    # All noise drawn at once: torch's CPU randn takes a different path below 16 elements, so
+    # drawing per batch would make the samples depend on the batch size.
+    z_all = torch.randn(n, z_dim, 1, 1, generator=torch.Generator().manual_seed(seed))
+    out = []
+    for i in range(0, n, batch_size):
+        out.append(G(z_all[i:i + batch_size].to(device)).float().clamp_(-1, 1).cpu())
+    G.train(was_training)
+    return torch.cat(out)
