@@ -10,8 +10,12 @@ import pandas as pd
 import pytest
 
 from ganbench.results import compare as cmp
+from ganbench.results import sides
 from ganbench.cli import main
+from ganbench import registry
 from ganbench.errors import UserError
+from ganbench.hookspecs import hookimpl
+from ganbench.specs import MetricSpec
 
 
 def run_rows(**overrides) -> list[dict]:
@@ -55,7 +59,9 @@ def bench_json(path: Path, medians: dict[str, float], extra: dict | None = None)
 @pytest.mark.parametrize("metric,way", [
     ("img_per_s", "higher"), ("step_ms_median", "lower"), ("step_ms_p90", "lower"),
     ("peak_mem_bytes", "lower"), ("peak_mem_delta_bytes", "lower"), ("fid_digits", "lower"),
-    ("is_digits", "higher"), ("prdc_precision", "higher"), ("prdc_coverage", "higher"),
+    ("is_digits", "closer"), ("prdc_precision", "closer"), ("prdc_density", "closer"),
+    ("prdc_recall", "higher"), ("prdc_coverage", "higher"), ("modes_share_7", "closer"),
+    ("memo_nn_ratio", "closer"), ("memo_copy_share", "lower"),
     ("modes_covered", "higher"), ("modes_kl", "lower"), ("median", "lower"),
     ("d_loss_last10", None), ("g_lr", None), ("steps", None),
 ])
@@ -89,7 +95,7 @@ def test_parse_fail_on_is_strict(text, needle):
 # The comparison itself
 # ------------------------------------------------------------------------------------------
 def side(rows):
-    return cmp._from_run_table(pd.DataFrame(rows), "t")
+    return sides.from_run_table(pd.DataFrame(rows), "t")
 
 
 def verdict(table, key, metric):
@@ -188,7 +194,7 @@ def test_cli_benchmark_json_median_and_extra_info(tmp_path, capsys):
     by = {(r["key"], r["metric"]): r for r in rows}
     assert by[("test_step[sagan]", "median")]["verdict"] == "REGRESSION"
     assert by[("test_step[sagan]", "median")]["delta_pct"] == pytest.approx(100.0)
-    assert by[("test_op", "median")]["verdict"] == "same"
+    assert by[("test_op", "median")]["verdict"] == "unchanged"
     assert by[("test_step[sagan]", "img_per_s")]["better"] == "higher"
     assert ("test_op", "note") not in by
 
@@ -198,7 +204,7 @@ def test_cli_csv_format(tmp_path, capsys):
     assert main(["compare", str(old), str(old), "--format", "csv"]) == 0
     df = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
     assert list(df.columns) == cmp.COLUMNS
-    assert set(df["verdict"]) == {"same"}
+    assert set(df["verdict"]) == {"unchanged"}
 
 
 @pytest.mark.parametrize("make_bad,needle", [
@@ -275,21 +281,30 @@ def test_img_per_s_spread_comes_from_the_step_times():
     assert row["old_low"] == pytest.approx(500.0) and row["old_high"] == pytest.approx(800.0)
 
 
-def test_quality_metrics_across_image_sizes_or_n_are_not_compared():
+def test_quality_metrics_across_metric_image_sizes_or_n_are_not_compared():
     old = side([{"combo": "a", "status": "ok", "img_per_s": 100.0, "fid_digits": 20.0,
-                 "image_size": 32, "metric_n": 1000}])
+                 "image_size": 32, "metric_image_size": 32, "metric_n": 1000}])
     new = side([{"combo": "a", "status": "ok", "img_per_s": 50.0, "fid_digits": 90.0,
-                 "image_size": 64, "metric_n": 1000}])
+                 "image_size": 32, "metric_image_size": 64, "metric_n": 1000}])
     table = cmp.compare(old, new, {"img_per_s": -10.0})
     fid = verdict(table, "a", "fid_digits")
-    assert fid["verdict"] == "not comparable: image_size 32 in old, 64 in new"
+    assert fid["verdict"] == "not comparable: metric_image_size 32 in old, 64 in new"
     assert math.isnan(fid["delta_pct"])
     assert verdict(table, "a", "img_per_s")["verdict"] == cmp.REGRESSION  # throughput still
-    assert cmp.refused_metrics(table) == {"fid_digits": ["image_size 32 in old, 64 in new"]}
+    assert cmp.refused_metrics(table) == {"fid_digits": ["metric_image_size 32 in old, 64 in new"]}
     n_differs = side([{"combo": "a", "status": "ok", "fid_digits": 20.0, "image_size": 32,
-                       "metric_n": 500}])
+                       "metric_image_size": 32, "metric_n": 500}])
     assert "metric_n 1000 in old, 500 in new" in verdict(
         cmp.compare(old, n_differs), "a", "fid_digits")["verdict"]
+    # The training image_size does not decide: scored at the same size, the numbers compare.
+    trained_bigger = side([{"combo": "a", "status": "ok", "fid_digits": 25.0, "image_size": 64,
+                            "metric_image_size": 32, "metric_n": 1000}])
+    assert verdict(cmp.compare(old, trained_bigger), "a", "fid_digits")["verdict"] == cmp.WORSE
+    # A table from before metric_image_size: its image_size is what was scored.
+    older = side([{"combo": "a", "status": "ok", "fid_digits": 25.0, "image_size": 64,
+                   "metric_n": 1000}])
+    assert verdict(cmp.compare(old, older), "a", "fid_digits")["verdict"].startswith(
+        "not comparable: metric_image_size 32 in old, 64 in new")
 
 
 def test_cli_refused_quality_metrics(tmp_path, capsys):
@@ -299,7 +314,7 @@ def test_cli_refused_quality_metrics(tmp_path, capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "not compared" in line]
     assert len(lines) == 2  # one per refused metric: fid_digits, is_digits
-    assert "fid_digits not compared: image_size 32 in old, 64 in new" in lines[0]
+    assert "fid_digits not compared: metric_image_size 32 in old, 64 in new" in lines[0]
     # a gate on a metric that cannot be compared is an error, not a pass
     assert main(["compare", str(old), str(new), "--fail-on", "fid_digits:+15%"]) == 2
     err = capsys.readouterr().err.strip()
@@ -310,10 +325,25 @@ def test_cli_refused_quality_metrics(tmp_path, capsys):
     assert main(["compare", str(old), str(new), "--metrics", "fid_digits,img_per_s"]) == 0
 
 
-def test_a_plugin_metric_direction_reaches_compare_and_fail_on(monkeypatch):
-    monkeypatch.setattr(cmp, "metric_directions", lambda: {"sharp_score": "higher",
-                                                           "blur_*": "lower"})
+class _SharpPlugin:
+    @staticmethod
+    @hookimpl
+    def ganbench_register_metrics(register):
+        register(MetricSpec(name="sharp", summary="a test metric", factory=object,
+                            directions={"sharp_score": "higher", "blur_*": "lower",
+                                        "sharp_gap": "closer"}))
+
+
+@pytest.fixture
+def sharp_plugin(monkeypatch):
+    pm, broken = registry.make_plugin_manager(load_entrypoints=False)
+    pm.register(_SharpPlugin, name="sharp-test")
+    monkeypatch.setattr(registry, "_REGISTRY", registry.collect(pm, broken))
+
+
+def test_a_plugin_metric_direction_reaches_compare_and_fail_on(sharp_plugin):
     assert cmp.direction("sharp_score") == "higher" and cmp.direction("blur_px") == "lower"
+    assert cmp.direction("sharp_gap") == "closer"
     assert cmp.parse_fail_on("sharp_score:-5%") == {"sharp_score": -5.0}
     old = side([{"combo": "a", "status": "ok", "sharp_score": 10.0}])
     new = side([{"combo": "a", "status": "ok", "sharp_score": 9.0}])
@@ -326,7 +356,8 @@ def test_builtin_metric_directions_come_from_their_specs():
 
     specs = get_registry().metrics
     assert dict(specs["fid-digits"].directions) == {"fid_digits": "lower"}
-    assert dict(specs["prdc"].directions) == {"prdc_*": "higher"}
+    assert dict(specs["prdc"].directions) == {"prdc_precision": "closer",
+                                              "prdc_density": "closer", "prdc_*": "higher"}
     assert cmp.is_quality("fid_digits") and not cmp.is_quality("img_per_s")
 
 
