@@ -190,8 +190,8 @@ def interval_chart(summary: pd.DataFrame, names: list[str],
     plt = _pyplot()
     cols = min(3, len(names))
     nrows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.4 * cols, 0.45 * len(rows) * nrows + 2.2 *
-                                                   nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.4 * cols, (0.4 * len(rows) + 1.6) * nrows),
+                             squeeze=False)
     y = list(range(len(rows)))
     for ax, name in zip(axes.flat, names):
         info = column(name)

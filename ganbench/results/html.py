@@ -57,6 +57,7 @@ def gab_entries(df: pd.DataFrame) -> dict[str, list[dict]]:
     from ganbench.results.summary import has_seeds, summarise
 
     reference = reference_values(df)
+    names = gab_columns(df)
     rows = models(summarise(df) if has_seeds(df) else df)
     out: dict[str, list[dict]] = {HIGHER: [], LOWER: []}
     for row in rows.to_dict("records"):
@@ -64,7 +65,7 @@ def gab_entries(df: pd.DataFrame) -> dict[str, list[dict]]:
             continue
         extra = ", ".join(str(row[c]) for c in ("device_name", "torch_version", "git_commit")
                           if c in row and row[c] is not None and str(row[c]) != "nan")
-        for name in gab_columns(rows):
+        for name in names:
             if name not in row or not finite(row[name]):
                 continue
             info = column(name)
@@ -145,7 +146,8 @@ def _table_html(df: pd.DataFrame) -> str:
     with a direction and the error. Several seeds per combination: one row per combination,
     each judged cell the median [interval] over its seeds (ganbench.results.summary)."""
     from ganbench.results.store import summary_columns, with_display_columns
-    from ganbench.results.summary import display_frame, formats_for, has_seeds, summarise
+    from ganbench.results.summary import (HIGH, LOW, display_frame, formats_for, has_seeds,
+                                          summarise)
 
     seeded = has_seeds(df)
     view = display_frame(summarise(df)) if seeded else with_display_columns(df)
@@ -156,6 +158,7 @@ def _table_html(df: pd.DataFrame) -> str:
         cols.insert(cols.index("combo") + 1, "n")
     extra = [c for c in view.columns if c not in cols and direction(c)
              and not c.startswith("step_ms") and c != "peak_mem_delta_bytes"
+             and not c.endswith((LOW, HIGH))  # shown inside their column's cells
              and not view[c].isna().all() and not (view[c] == "").all()]
     if "error" in view:
         extra.append("error")
@@ -183,6 +186,7 @@ def _seed_sections(df: pd.DataFrame, reference: Optional[str]) -> list[str]:
     from ganbench.results.store import summary_columns
     from ganbench.results.summary import method_note, summarise
     from ganbench.results.verdicts import BETTER, WORSE, verdicts
+    from ganbench.results.verdicts import display_frame as display_verdicts
     from ganbench.results.verdicts import render as render_verdicts
 
     summary = summarise(df)
@@ -195,11 +199,12 @@ def _seed_sections(df: pd.DataFrame, reference: Optional[str]) -> list[str]:
     decided = table[table["verdict"].isin([BETTER, WORSE])] if len(table) else table
     note = render_verdicts(table).splitlines()[-1] if len(table) else "(no verdicts)"
     if len(decided):
-        view = decided.assign(
-            metric=[m + (" (closer)" if b == CLOSER else "") for m, b in
-                    zip(decided["metric"], decided["better"])])
-        parts.append(_html_table(view, ["combo", "verdict", "vs", "metric", "combo_median",
-                                        "vs_median", "effect_g", "p_holm"]))
+        from ganbench.results.table import Format, as_is
+
+        view = display_verdicts(decided)
+        formats = {c: Format(c, as_is, c in ("combo median", "vs median", "g", "p (Holm)"))
+                   for c in view.columns}
+        parts.append(_html_table(view, list(view.columns), formats))
     parts.append(f"<p>{html.escape(note)}</p>")
     names = [c for c in HEADLINE if c in summary] + [
         c for c in summary_columns(df) if column(c).quality and direction(c)]

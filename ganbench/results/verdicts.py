@@ -154,7 +154,7 @@ def render(table: pd.DataFrame, width: Optional[int] = None, style: str = "githu
            everything: bool = False) -> str:
     """The decided verdicts as a table (all rows with ``everything``), then one line counting
     them and naming the test. '' when the table is empty."""
-    from ganbench.results.table import Format, as_is, format_of, render as render_table, sig
+    from ganbench.results.table import Format, as_is, render as render_table
 
     if table.empty:
         return ""
@@ -171,20 +171,29 @@ def render(table: pd.DataFrame, width: Optional[int] = None, style: str = "githu
         line = "\n".join(textwrap.wrap(line, width=width, break_on_hyphens=False))
     if shown.empty:
         return line
-    view = []
-    for r in shown.to_dict("records"):
-        fmt = format_of(r["metric"]).fmt
-        view.append({"combo": r["combo"], "verdict": r["verdict"], "vs": r["vs"],
-                     "metric": r["metric"] + (" (closer)" if r["better"] == CLOSER else ""),
-                     "combo median": fmt(r["combo_median"]), "vs median": fmt(r["vs_median"]),
-                     "g": sig(r["effect_g"], 2), "p (Holm)": _p(r["p_holm"])})
-    frame = pd.DataFrame(view)
+    frame = display_frame(shown)
     formats = {c: Format(c, as_is, c in ("combo median", "vs median", "g", "p (Holm)"))
                for c in frame.columns}
     body = render_table(frame, list(frame.columns), width=width, style=style, formats=formats,
                         keys=["combo", "verdict", "vs", "metric"],
                         hint="see them in verdicts.csv")
     return body + "\n" + line
+
+
+def display_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The verdict rows as text cells for people: medians in each column's format, g with 2
+    significant figures, the Holm-adjusted p; closer metrics marked '(closer)'."""
+    from ganbench.results.table import format_of, sig
+
+    view = []
+    for r in table.to_dict("records"):
+        fmt = format_of(r["metric"]).fmt
+        view.append({"combo": r["combo"], "verdict": r["verdict"], "vs": r["vs"],
+                     "metric": r["metric"] + (" (closer)" if r["better"] == CLOSER else ""),
+                     "combo median": fmt(r["combo_median"]), "vs median": fmt(r["vs_median"]),
+                     "g": sig(r["effect_g"], 2), "p (Holm)": _p(r["p_holm"])})
+    return pd.DataFrame(view, columns=["combo", "verdict", "vs", "metric", "combo median",
+                                       "vs median", "g", "p (Holm)"])
 
 
 def _p(p: float) -> str:
