@@ -205,6 +205,8 @@ def summary_markdown(df: pd.DataFrame, columns: Optional[list[str]] = None,
     before the table exists); ``report`` checks them first with
     ganbench.results.table.check_columns(names, display_columns(df)). The runner prints
     ``summary_markdown(df, cfg_columns, width=ganbench.results.table.terminal_width())``.
+    With several seeds per combination it is :func:`seeds_markdown` instead: one row per
+    combination and the verdicts under it.
     """
     from ganbench.results.table import render, width_of
 
@@ -255,7 +257,10 @@ def seeds_markdown(df: pd.DataFrame, columns: Optional[list[str]] = None,
     cols = list(columns) if columns else summary_columns(df)
     if not columns and "status" in cols and set(df["status"].dropna()) <= {"ok", "reference"}:
         cols.remove("status")  # every seed of every combination trained: it says nothing
-    droppable = [c for c in cols if PER_CLASS.search(c)] if not columns else []
+    # Under a width limit the step time goes first (img/s says the same at a known batch),
+    # then the per-class shares, then the rightmost columns.
+    droppable = ([c for c in cols if c == "step_ms"] + [c for c in cols if PER_CLASS.search(c)]
+                 if not columns else [])
     out = summary_table(df, cols, width, style, droppable)
     reference = df.attrs.get("reference")
     judged = _reference_in(df)
