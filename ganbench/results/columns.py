@@ -162,6 +162,9 @@ CORE: dict[str, dict] = {
 
 # The core's headline columns: summarised over seeds, charted, sent to github-action-benchmark.
 HEADLINE = ("img_per_s", "step_ms_median", "peak_mem_bytes")
+# The core columns a multi-seed run summarises and judges: the headline ones and the other
+# outcomes of a run (not the step-time percentiles, which are the spread of one run's median).
+JUDGED_CORE = HEADLINE + ("time_to_target_s", "scaling_efficiency")
 
 _FIELDS = ("label", "unit", "format", "direction", "visible")
 

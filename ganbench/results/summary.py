@@ -2,8 +2,8 @@
 
 A run with ``--seeds`` has one row per (combination, seed), told apart by the ``seed`` column.
 When some combination has more than one, :func:`summarise` gives one row per combination
-(the real-data reference row too) with, for every numeric column that has a direction (the
-core's img/s, step time and peak memory; every metric column a plugin gives a direction):
+(the real-data reference row too) with, for the core's outcomes (img/s, step time, peak
+memory, time to target) and every metric column a plugin gives a direction:
 
 * ``<column>``: the median over the seeds whose row is ``ok``;
 * ``<column>_ci_low`` / ``<column>_ci_high``: its order-statistic interval, and
@@ -54,10 +54,13 @@ def has_seeds(df: pd.DataFrame) -> bool:
 
 
 def judged_columns(df: pd.DataFrame) -> list[str]:
-    """The numeric columns of df with a direction (lower, higher or closer), in table order."""
+    """The numeric columns of df that a multi-seed run summarises and judges, in table order:
+    the core's outcomes (ganbench.results.columns.JUDGED_CORE: img/s, step time, peak memory,
+    time to target) and every metric column with a direction (lower, higher or closer)."""
     out = []
     for name in df.columns:
-        if name == SEED or registry.direction(name) is None:
+        info = registry.column(name)
+        if info.direction is None or not (info.quality or name in registry.JUDGED_CORE):
             continue
         if pd.api.types.is_numeric_dtype(df[name]) or _numeric(df[name]):
             out.append(name)
