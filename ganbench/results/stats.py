@@ -125,7 +125,7 @@ def welch(a: Iterable, b: Iterable) -> Test:
     Needs 2 values a side (else p is NaN). Two constant sets: p = 1 when equal, 0 when they
     differ (no seed moved them: the difference is not noise)."""
     import numpy as np
-    from scipy.stats import ttest_ind
+    from scipy.special import stdtr
 
     xa, xb = _clean(a), _clean(b)
     na, nb = len(xa), len(xb)
@@ -138,7 +138,13 @@ def welch(a: Iterable, b: Iterable) -> Test:
         return Test(diff, g, nan, na, nb)
     if np.var(xa) == 0 and np.var(xb) == 0:
         return Test(diff, g, 1.0 if diff == 0 else 0.0, na, nb)
-    p = float(ttest_ind(xa, xb, equal_var=False).pvalue)
+    # Welch (1947): t = diff / sqrt(va/na + vb/nb), Welch-Satterthwaite degrees of freedom.
+    # By hand rather than scipy.stats.ttest_ind, which costs ~10 ms a call here (a table of 15
+    # pairs x 7 metrics is rewritten after every row); the test checks it against ttest_ind.
+    qa, qb = np.var(xa, ddof=1) / na, np.var(xb, ddof=1) / nb
+    t = diff / math.sqrt(qa + qb)
+    df = (qa + qb) ** 2 / (qa ** 2 / (na - 1) + qb ** 2 / (nb - 1))
+    p = float(2.0 * stdtr(df, -abs(t)))
     return Test(diff, g, p, na, nb)
 
 

@@ -105,9 +105,10 @@ def verdicts(df: pd.DataFrame, reference: Optional[str] = None,
     out = []
     for metric in names:
         way = registry.direction(metric)
+        scored = {combo: _scored(df, group, metric, way) for combo, group in groups.items()}
         family = []
         for a, b in pairs(list(groups), reference):
-            family.append(_judge(df, groups[a], groups[b], metric, way) | {
+            family.append(_judge(scored[a], scored[b], way) | {
                 "combo": a, "vs": b, "metric": metric, "better": way})
         adjusted = holm([r["p_value"] for r in family])
         for r, p in zip(family, adjusted):
@@ -120,19 +121,24 @@ def verdicts(df: pd.DataFrame, reference: Optional[str] = None,
     return pd.DataFrame(out, columns=COLUMNS)
 
 
-def _judge(df: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, metric: str, way: str) -> dict:
+def _scored(df: pd.DataFrame, group: pd.DataFrame, metric: str, way: str) -> tuple:
+    """(median of the values, their scores or None without a real row for a closer column)."""
+    values = list(pd.to_numeric(group[metric], errors="coerce")) if metric in group else []
+    if way == CLOSER:
+        seeds = list(group["seed"]) if "seed" in group else [None] * len(values)
+        real = real_values(df, metric, seeds)
+        return _median(values), None if real is None else scores(values, way, real)
+    return _median(values), scores(values, way)
+
+
+def _judge(a: tuple, b: tuple, way: str) -> dict:
     nan = float("nan")
-    va = list(a[metric]) if metric in a else []
-    vb = list(b[metric]) if metric in b else []
-    row = {"combo_median": _median(va), "vs_median": _median(vb), "test": TEST_METHOD,
-           "effect_g": nan, "p_value": nan, "n_combo": 0, "n_vs": 0, "verdict": None,
-           "effect_sign": 0}
-    real_a = real_values(df, metric, list(a["seed"]) if "seed" in a else [None] * len(va))
-    real_b = real_values(df, metric, list(b["seed"]) if "seed" in b else [None] * len(vb))
-    if way == CLOSER and (real_a is None or real_b is None):
+    row = {"combo_median": a[0], "vs_median": b[0], "test": TEST_METHOD, "effect_g": nan,
+           "p_value": nan, "n_combo": 0, "n_vs": 0, "verdict": None, "effect_sign": 0}
+    if a[1] is None or b[1] is None:
         row["verdict"] = NO_REAL
         return row
-    test = welch(scores(va, way, real_a), scores(vb, way, real_b))
+    test = welch(a[1], b[1])
     row.update(n_combo=test.n_a, n_vs=test.n_b, p_value=test.p, effect_g=-test.g)
     if test.n_a < 2 or test.n_b < 2:
         row["verdict"] = TOO_FEW
@@ -143,8 +149,10 @@ def _judge(df: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, metric: str, way:
 
 
 def _median(values) -> float:
-    xs = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
-    return float(xs.median()) if len(xs) else float("nan")
+    import numpy as np
+
+    xs = [float(v) for v in values if not pd.isna(v)]
+    return float(np.median(xs)) if xs else float("nan")
 
 
 # ------------------------------------------------------------------------------------------

@@ -69,9 +69,22 @@ def test_welch_matches_the_formula():
     assert test.diff == -3.0
     assert test.p == pytest.approx(2 * student.sf(t, 4), rel=1e-9)
     assert 0.02 < test.p < 0.025
+
     # Hedges' g: pooled SD 1, d = -3, J = 1 - 3 / (4 * 6 - 9) = 0.8, so g = -2.4
     assert test.g == pytest.approx(-2.4)
     assert (test.n_a, test.n_b) == (3, 3)
+
+
+@pytest.mark.parametrize("a,b", [
+    ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]),
+    ([10.0, 12.5, 11.0, 30.0], [9.0, 9.5]),             # unequal n and variances
+    ([0.5, 0.51, 0.49], [0.5, 0.7, 0.1, 0.9, 0.3]),
+])
+def test_welch_agrees_with_scipy(a, b):
+    from scipy.stats import ttest_ind
+
+    assert stats.welch(a, b).p == pytest.approx(ttest_ind(a, b, equal_var=False).pvalue,
+                                                rel=1e-9)
 
 
 def test_welch_edge_cases():
