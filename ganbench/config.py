@@ -61,6 +61,7 @@ class RunConfig:
     baseline: Optional[str] = None              # "textbook": add the chapter's step as a row
     cuda_graph: bool = False                    # capture each step in a CUDA graph
     columns: Optional[tuple[str, ...]] = None   # the printed table's columns (None: default)
+    reference: Optional[str] = None             # the combination the verdicts judge against
     out: Optional[Path] = None
     quiet: bool = False
     isolate: bool = True                        # one fresh process per combination

@@ -1,6 +1,8 @@
 """`ganbench report RUN_DIR`: reprint a run's table (fitted to the terminal, or chosen columns,
 or every column, or JSON); optionally write an HTML page or github-action-benchmark JSON beside
-it (see ganbench.results.html). A bench-attention folder or JSON prints the kernels' table."""
+it (see ganbench.results.html). A bench-attention folder or JSON prints the kernels' table.
+A run with several seeds per combination prints one row per combination (median [interval]
+over seeds) and the verdicts under it; --reference picks what they judge against."""
 
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(customBiggerIsBetter) and gab-smaller.json (customSmallerIsBetter)")
     p.add_argument("--gab-dir", type=Path, metavar="DIR",
                    help="where --format gab-json writes (default RUN_DIR)")
+    p.add_argument("--reference", metavar="COMBO",
+                   help="with several seeds: judge every combination against COMBO in the "
+                        "verdicts (default: the run's --reference, else every pair)")
 
 
 def _read(path: Path):
@@ -49,8 +54,26 @@ def _read(path: Path):
     return read_table(path)
 
 
+def _check_reference(reference: str, df) -> None:
+    """--reference names a trained combination of the table (UserError, exit 2, if not)."""
+    import difflib
+
+    from ganbench.errors import UserError
+    from ganbench.results.columns import REFERENCE_STATUS
+
+    if "combo" not in df:
+        raise UserError("--reference needs a run table (with a combo column)")
+    rows = df[df["status"] != REFERENCE_STATUS] if "status" in df else df
+    names = list(dict.fromkeys(str(c) for c in rows["combo"]))
+    if reference not in names:
+        close = difflib.get_close_matches(reference, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"--reference {reference}: not a combination of this run{hint}; it "
+                        f"has: {', '.join(names)}")
+
+
 def run(args: argparse.Namespace) -> int:
-    from ganbench.results.compare import is_bench_table
+    from ganbench.results.sides import is_bench_table
     from ganbench.results.store import display_columns, summary_markdown, with_display_columns
     from ganbench.results.table import check_columns, render, terminal_width
 
@@ -61,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
     if bench and (args.html is not None or args.format == "gab-json"):
         raise UserError("--html and --format gab-json need a run folder, not a "
                         "bench-attention table")
+    if args.reference is not None:
+        _check_reference(args.reference, df)
+        df.attrs["reference"] = args.reference
+    elif Path(args.run_dir).is_dir():
+        from ganbench.results.store import configured_reference
+
+        df.attrs["reference"] = configured_reference(args.run_dir)
     if args.json:
         records = df.astype(object).where(df.notna(), None).to_dict("records")
         print(json.dumps({"rows": records}, indent=1, default=str))
@@ -81,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if args.html is not None:
         from ganbench.results.html import write_html
 
-        path = write_html(args.run_dir, Path(args.html) if args.html else None)
+        path = write_html(args.run_dir, Path(args.html) if args.html else None,
+                          args.reference)
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if args.format == "gab-json":
         from ganbench.results.html import write_gab_json

@@ -67,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", metavar="NAMES",
                    help="comma-separated columns of the printed table (default: the ones that "
                         "matter, fitted to the terminal; results.csv always has every column)")
+    p.add_argument("--reference", metavar="COMBO",
+                   help="with several seeds: judge every combination against COMBO (e.g. "
+                        "dcgan+bce) in the verdicts under the table, instead of every pair")
     p.add_argument("--quiet", action="store_true",
                    help="no progress, notes or warnings on stderr and no table on stdout: only "
                         "the line 'results: RUN_DIR' (the table is in RUN_DIR/results.md); "
@@ -138,7 +141,7 @@ def config_from_args(args: argparse.Namespace):
                      baseline=args.baseline, cuda_graph=args.cuda_graph,
                      options=parse_options(args.option), out=args.out,
                      quiet=args.quiet, isolate=not args.in_process,
-                     columns=_columns(args.columns),
+                     columns=_columns(args.columns), reference=args.reference,
                      checkpoint_every=args.checkpoint_every,
                      jobs=args.jobs, sync_bn=args.sync_bn, scaling=args.scaling)
 

@@ -26,9 +26,27 @@ if TYPE_CHECKING:
 
     from ganbench.registry import Registry
 
-DEFAULT_METRICS = ("fid-digits", "is-digits", "prdc", "modes", "memorisation")
 DEFAULT_EVAL_N = 2000  # samples scored when --eval-n is not given, if the held-out set allows
 TAG_COLUMNS = ("metric_n", "metric_image_size")  # what every evaluate() row is tagged with
+
+
+def default_metrics(registry: Optional["Registry"] = None, device: str = "cpu") -> tuple[str, ...]:
+    """The metrics scored when ``--metrics`` is not given: every registered metric whose
+    MetricSpec says ``default=True`` (the default) and that can run on ``device``, in
+    registration order (built-ins first). The core names none of them."""
+    from ganbench.registry import get_registry, why_unavailable
+
+    registry = registry or get_registry()
+    return tuple(name for name, spec in registry.metrics.items()
+                 if getattr(spec, "default", True) and not why_unavailable(spec, device))
+
+
+def __getattr__(name: str):
+    """``DEFAULT_METRICS``: :func:`default_metrics` of the process's registry on the CPU (a
+    module attribute computed when read, for callers from before the column registry)."""
+    if name == "DEFAULT_METRICS":
+        return default_metrics()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _on_cpu(x: "torch.Tensor") -> "torch.Tensor":
@@ -129,15 +147,18 @@ def eval_sets(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
 
 def real_reference_row(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
                        n: int, context: MetricContext, registry: "Registry",
-                       metric_names: Iterable[str] = DEFAULT_METRICS,
+                       metric_names: Optional[Iterable[str]] = None,
                        seed: int = 0) -> tuple[dict[str, float], int]:
     """Score one half of the held-out real digits against the other: the "real data" row.
 
     The halves are those of :func:`eval_sets` (same ``seed``, same ``n``), so the row is the
     floor for generator rows scored against ``eval_sets(...).real``. Returns ``(row, n_used)``.
     ``context.real_labels`` is set to the labels of the "real" half (where labels are given).
+    ``metric_names`` None: :func:`default_metrics`.
     """
     sets = eval_sets(heldout, heldout_labels, n, seed)
+    if metric_names is None:
+        metric_names = default_metrics(registry, context.device)
     row = evaluate(metric_names, sets.stand_in, sets.real,
                    replace(context, real_labels=sets.real_labels), registry)
     return row, sets.n

@@ -259,8 +259,13 @@ def _write_history(run_dir: Path, name: str, history: list[dict], wall_s: float,
     atomic.write_text(run_dir / "curves" / f"{name}.csv", df.to_csv(index=False))
     with atomic.replacing(run_dir / "curves" / f"{name}.png") as tmp:
         save_curves(df, tmp, title=f"{name}: quality over time")
-    if cfg.target_fid is not None and "fid_digits" in df:
-        hit = df[df["fid_digits"] < cfg.target_fid]
+    from ganbench.results.columns import direction, primary_quality
+
+    target = primary_quality()  # the quality column a metric plugin marks primary
+    if cfg.target_fid is not None and target in df:
+        reached = df[target] > cfg.target_fid if direction(target) == "higher" else \
+            df[target] < cfg.target_fid
+        hit = df[reached]
         row["time_to_target_s"] = float(hit["wall_s"].iloc[0]) if len(hit) else float("nan")
 
 

@@ -49,11 +49,14 @@ def load_data(cfg: RunConfig, registry: Registry):
 
 
 def choose_metrics(cfg: RunConfig, registry: Registry, device: str) -> tuple[list[str], list[str]]:
-    """(metric names to run, notes). Default: every metric that can run here."""
+    """(metric names to run, notes). Default: every metric that can run here and whose
+    MetricSpec is ``default`` (True unless the plugin says otherwise)."""
     notes = []
     if cfg.metrics is None:
         names = []
         for name, spec in registry.metrics.items():
+            if not getattr(spec, "default", True):
+                continue  # scored only when --metrics names it
             reason = why_unavailable(spec, device)
             if reason:
                 notes.append(f"metric {name} not run: {reason}")
@@ -102,6 +105,18 @@ def check_kernel_shapes(cfg: RunConfig, combos: list[Combination], registry: Reg
                             ) from None
 
 
+def check_reference(reference, names: list[str]) -> None:
+    """``--reference COMBO`` names a combination of the run (UserError naming the closest)."""
+    if reference is None or reference in names:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(reference, names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UserError(f"--reference {reference}: not a combination of this run{hint}; "
+                    f"it has: {', '.join(names)}")
+
+
 def make_plan(cfg: RunConfig) -> Plan:
     """Validate everything that can be checked before training; UserError on the first
     problem."""
@@ -125,6 +140,7 @@ def make_plan(cfg: RunConfig) -> Plan:
         from ganbench.training.textbook import baseline_combos
 
         combos = baseline_combos(combos, registry) + combos
+    check_reference(cfg.reference, [c.name for c in combos])
     metric_names, metric_notes = choose_metrics(cfg, registry, cfg.device)
     check_kernel_options(cfg, combos, registry)
     check_kernel_shapes(cfg, combos, registry)
