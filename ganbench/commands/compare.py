@@ -51,35 +51,15 @@ def _emit(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.results.compare import (compare, parse_fail_on, read_side,
-                                  refused_metrics, regressions, render, setting_notes)
-    from ganbench.errors import UserError
+    from ganbench.api.compare import comparison
     from ganbench.results.table import terminal_width
 
-    thresholds = parse_fail_on(args.fail_on)  # before reading: a typo fails fast
-    metrics = args.metrics
-    old, new = read_side(args.old), read_side(args.new)
-    table = compare(old, new, thresholds, metrics)
-    refused = refused_metrics(table)
-    gated = sorted(m for m in refused if m in thresholds)
-    if gated:  # a gate that cannot look must not pass
-        m = gated[0]
-        raise UserError(f"--fail-on {m}: cannot check it, the quality numbers were computed "
-                        f"differently ({refused[m][0]}); compare runs made at one image size "
-                        "and --eval-n, or drop it from --fail-on")
-    if metrics and all(m in refused for m in metrics):
-        raise UserError(f"nothing to compare: {', '.join(metrics)} were computed differently "
-                        f"({next(iter(refused.values()))[0]}); quality numbers are only "
-                        "comparable at one image size and --eval-n")
-    label = {"benchmark": "benchmark", "bench-attention": "bench row"}.get(old.kind, "combo")
+    result = comparison(args.old, args.new, args.fail_on, args.metrics)  # ganbench.api's
     width = terminal_width() if args.format == "markdown" else None
-    _emit(render(table, args.format, label, width=width))
-    for metric, reasons in refused.items():
-        print(f"note: {metric} not compared: {'; '.join(reasons)} (quality numbers are "
-              "only comparable at one image size and n)", file=sys.stderr)
-    for note in setting_notes(old, new):
+    _emit(result.to_text(args.format, width))
+    for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    bad = regressions(table)
+    bad = result.regressions
     if len(bad):
         names = ", ".join(sorted({f"{k}:{m}" for k, m in zip(bad["key"], bad["metric"])}))
         print(f"ganbench compare: {len(bad)} regression(s): {names}", file=sys.stderr)

@@ -37,26 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where --format gab-json writes (default RUN_DIR)")
 
 
-def _read(path: Path):
-    """The table of a run or bench-attention folder/file (UserError if it is neither)."""
-    from ganbench.results.store import read_table
-
-    path = Path(path)
-    if path.is_dir() and not any((path / n).exists() for n in ("results.json", "results.csv")):
-        for name in ("attention-bench.json", "attention-bench.csv"):
-            if (path / name).exists():
-                return read_table(path / name)
-    return read_table(path)
-
-
 def run(args: argparse.Namespace) -> int:
     from ganbench.results.compare import is_bench_table
     from ganbench.results.store import display_columns, summary_markdown, with_display_columns
+    from ganbench.api.runs import read_results
+    from ganbench.errors import UserError
     from ganbench.results.table import check_columns, render, terminal_width
 
-    from ganbench.errors import UserError
-
-    df = _read(args.run_dir)
+    df = read_results(args.run_dir)  # what ganbench.load(RUN_DIR).table reads
     bench = is_bench_table(df)
     if bench and (args.html is not None or args.format == "gab-json"):
         raise UserError("--html and --format gab-json need a run folder, not a "
