@@ -14,7 +14,7 @@ _COLOURS = {"REGRESSION": "#c62828", "worse": "#b26a00", "better": "#2e7d32"}
 
 @dataclass
 class Comparison:
-    """OLD against NEW. ``table``: the long DataFrame of ganbench.results.compare.compare (one
+    """OLD against NEW (``old``, ``new``: their paths). ``table``: the long DataFrame of ganbench.results.compare.compare (one
     row per key and metric: old, new, delta_pct, spreads, verdict); ``notes``: settings that
     differ and metrics that could not be compared; ``kind``: run, bench-attention or benchmark.
     """
@@ -39,6 +39,7 @@ class Comparison:
 
     @property
     def key_label(self) -> str:
+        """What a row is: 'combo', 'bench row' or 'benchmark' (the first column's header)."""
         return {"benchmark": "benchmark", "bench-attention": "bench row"}.get(self.kind, "combo")
 
     def to_text(self, fmt: str = "markdown", width: Optional[int] = None) -> str:

@@ -16,7 +16,9 @@ ORDER = ("run", "load", "Run", "Comparison", "Images")  # the page's order: verb
 
 
 def _doc(obj) -> str:
-    return inspect.cleandoc(obj.__doc__ or "(undocumented)")
+    if not (obj.__doc__ or "").strip():
+        raise RuntimeError(f"{obj!r} has no docstring: every public name is documented")
+    return inspect.cleandoc(obj.__doc__)
 
 
 def _members(cls) -> list[tuple[str, object]]:
@@ -27,10 +29,15 @@ def _members(cls) -> list[tuple[str, object]]:
 
 
 def _signature(name: str, obj) -> str:
+    """``name(a, b=1, *, c=None, **options)``: without annotations, which the docstrings
+    explain in words (``from __future__ import annotations`` leaves them as quoted text)."""
+    empty = inspect.Parameter.empty
     try:
-        return f"{name}{inspect.signature(obj)}"
+        sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return name
+    params = [p.replace(annotation=empty) for p in sig.parameters.values()]
+    return f"{name}{sig.replace(parameters=params, return_annotation=empty)}"
 
 
 def reference_markdown() -> str:

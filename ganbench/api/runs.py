@@ -110,8 +110,8 @@ def read_results(path: PathLike):
 
 
 class Run:
-    """A run folder opened from Python. Every property reads the folder when asked, so a Run
-    taken before a resume shows the rows written since.
+    """A run folder opened from Python; ``dir`` is its path. Every property reads the folder
+    when asked, so a Run taken before a resume shows the rows written since.
 
     In Jupyter a Run shows itself as its table (units in the headers, as ``ganbench run``
     prints it) with the sample grids beside it.
