@@ -71,6 +71,33 @@ def test_public_names():
         ganbench.no_such_name  # noqa: B018
 
 
+def imported_by(path: Path) -> set[str]:
+    """Every ganbench module a file imports, at module level or inside functions."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ganbench"):
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("ganbench")}
+    return out
+
+
+def test_the_api_sits_between_the_commands_and_the_rest():
+    """api -> sweep, results, config; commands -> api; never back (no import circle)."""
+    package = ROOT / "ganbench"
+    for path in (package / "api").glob("*.py"):
+        upward = {m for m in imported_by(path) if m.startswith(("ganbench.commands",
+                                                                 "ganbench.cli"))}
+        assert not upward, (path.name, upward)
+    for path in package.rglob("*.py"):
+        part = path.relative_to(package).parts[0]
+        if part in ("api", "commands", "__init__.py", "cli.py"):
+            continue
+        assert not {m for m in imported_by(path) if m.startswith("ganbench.api")}, path
+
+
 def cli_parser():
     import argparse
 
