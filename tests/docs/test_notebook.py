@@ -1,12 +1,14 @@
 """docs/notebooks/quickstart.ipynb runs, every cell, in a real Jupyter kernel (nbclient with
 ipykernel's python3 kernel: this interpreter), as a reader would run it.
 
-Slow (a minute or two on 2 cores: it trains three tiny combinations). Its packages are in the
-``test`` extra; outside CI a checkout without them skips the test, in CI (CI set) it fails.
+Also: the kernel's stop button (an interrupt to its process group) in the middle of a run, then
+a resume in the same kernel. Slow (a minute or two each on 2 cores). Their packages are in the
+``test`` extra; outside CI a checkout without them skips the tests, in CI (CI set) they fail.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -19,7 +21,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 def _need(module: str):
     if os.environ.get("CI"):
-        return __import__(module)
+        return importlib.import_module(module)
     return pytest.importorskip(module, reason=f"pip install -e '.[test]' for {module}")
 
 
@@ -79,3 +81,60 @@ def test_every_cell_of_the_quickstart_runs(tmp_path, monkeypatch):
     errors = "".join(o.get("text", "") for o in shown("from ganbench.errors import UserError"))
     assert "ConfigError: --image-size must be a power of two, got 48" in errors
     assert "did you mean 'steps'?" in errors
+
+
+RUN_CELL = """
+import ganbench
+try:
+    ganbench.run("dcgan,bce,hinge", steps=30, batch_size=8, image_size=32, warmup=1,
+                 device="cpu", metrics="none", checkpoint_every=2, out={out!r})
+except KeyboardInterrupt as stop:
+    stopped = stop
+    raise
+"""
+
+
+def _reply(client, msg_id: str, timeout: float) -> dict:
+    """The shell reply to ``msg_id`` (other replies are skipped)."""
+    while True:
+        reply = client.get_shell_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"]
+
+
+@pytest.mark.slow
+def test_the_stop_button_leaves_a_folder_the_same_kernel_resumes(tmp_path, monkeypatch):
+    """The kernel's interrupt (SIGINT to its process group: the kernel and the worker training
+    in it) stops the run with its rows on disk; the kernel lives on and resumes it."""
+    _need("ipykernel")
+    manager = _need("jupyter_client.manager")
+    import json
+    import time
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # see test_every_cell_of_the_quickstart_runs
+    out = tmp_path / "run"
+    second = out / "checkpoints" / "dcgan+hinge.pt"
+    km, kc = manager.start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        running = kc.execute(RUN_CELL.format(out=str(out)))
+        deadline = time.monotonic() + 300
+        while not second.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert second.exists(), "the second combination never checkpointed"
+        km.interrupt_kernel()  # the stop button
+        stopped = _reply(kc, running, timeout=120)
+        assert stopped["status"] == "error" and stopped["ename"] == "RunInterrupted"
+        rows = json.loads((out / "results.json").read_text())["rows"]
+        assert [r["combo"] for r in rows] == ["dcgan+bce"] and second.exists()
+
+        check = kc.execute("assert stopped.run_dir is not None\n"
+                           f"done = ganbench.load({str(out)!r}).resume(quiet=True)\n"
+                           "assert done.unfinished == [], done.unfinished")
+        assert _reply(kc, check, timeout=600)["status"] == "ok"
+        rows = json.loads((out / "results.json").read_text())["rows"]
+        assert [(r["combo"], r["status"], r["steps"]) for r in rows] == [
+            ("dcgan+bce", "ok", 30), ("dcgan+hinge", "ok", 30)]
+        assert rows[1]["resumed_from_step"] >= 2 and not second.exists()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
