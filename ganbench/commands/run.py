@@ -6,11 +6,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ganbench.api.options import RESUME_OVERRIDES  # cheap: standard library and config only
-
-# Kept in step with ganbench.config.DEFAULT_CHECKPOINT_EVERY (not imported: `ganbench --help`
-# must not import torch, and config is cheap but this module imports only the standard library).
-DEFAULT_CHECKPOINT_EVERY = 50
+# Both cheap (standard library only below them): `ganbench --help` must not import torch.
+from ganbench.api.options import RESUME_OVERRIDES
+from ganbench.config import DEFAULT_CHECKPOINT_EVERY
 
 NAME = "run"
 HELP = "train and benchmark every combination of the named plugins"
