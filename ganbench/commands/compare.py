@@ -55,46 +55,19 @@ def _emit(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.errors import UserError
-    from ganbench.results.compare import (compare, parse_fail_on, read_side, refused_metrics,
-                                          regressions, setting_notes, summary_line)
-    from ganbench.results.compare_render import render
+    from ganbench.api.compare import comparison
     from ganbench.results.table import terminal_width
 
-    thresholds = parse_fail_on(args.fail_on)  # before reading: a typo fails fast
-    metrics = args.metrics
-    old, new = read_side(args.old), read_side(args.new)
-    table = compare(old, new, thresholds, metrics)
-    refused = refused_metrics(table)
-    gated = sorted(m for m in refused if m in thresholds)
-    if gated:  # a gate that cannot look must not pass
-        m = gated[0]
-        if refused[m][0].startswith("no real-data row"):
-            raise UserError(f"--fail-on {m}: cannot check it, it is judged by its distance to "
-                            f"the real-data row and there is {refused[m][0]}; run with "
-                            "metrics on both sides, or drop it from --fail-on")
-        raise UserError(f"--fail-on {m}: cannot check it, the quality numbers were computed "
-                        f"differently ({refused[m][0]}); compare runs scored at one image size "
-                        "and --eval-n, or drop it from --fail-on")
-    if metrics and all(m in refused for m in metrics):
-        raise UserError(f"nothing to compare: {', '.join(metrics)} cannot be compared "
-                        f"({next(iter(refused.values()))[0]}); quality numbers are only "
-                        "comparable at one metric image size and --eval-n, with a real-data row")
-    label = {"benchmark": "benchmark", "bench-attention": "bench row"}.get(old.kind, "combo")
+    result = comparison(args.old, args.new, args.fail_on, args.metrics)  # ganbench.api's
     width = terminal_width() if args.format == "markdown" else None
-    _emit(render(table, args.format, label, width=width))
+    _emit(result.to_text(args.format, width))
     if args.format == "markdown":  # csv/json stay machine-readable: the count goes to stderr
-        _emit(summary_line(table))
+        _emit(result.summary_line)
     else:
-        print(summary_line(table), file=sys.stderr)
-    for metric, reasons in refused.items():
-        why = ("a closer-to-real metric needs the real-data row on both sides"
-               if all(r.startswith("no real-data row") for r in reasons) else
-               "quality numbers are only comparable at one metric image size and n")
-        print(f"note: {metric} not compared: {'; '.join(reasons)} ({why})", file=sys.stderr)
-    for note in setting_notes(old, new):
+        print(result.summary_line, file=sys.stderr)
+    for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    bad = regressions(table)
+    bad = result.regressions
     if len(bad):
         names = ", ".join(sorted({f"{k}:{m}" for k, m in zip(bad["key"], bad["metric"])}))
         print(f"ganbench compare: {len(bad)} regression(s): {names}", file=sys.stderr)

@@ -42,18 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "verdicts (default: the run's --reference, else every pair)")
 
 
-def _read(path: Path):
-    """The table of a run or bench-attention folder/file (UserError if it is neither)."""
-    from ganbench.results.store import read_table
-
-    path = Path(path)
-    if path.is_dir() and not any((path / n).exists() for n in ("results.json", "results.csv")):
-        for name in ("attention-bench.json", "attention-bench.csv"):
-            if (path / name).exists():
-                return read_table(path / name)
-    return read_table(path)
-
-
 def _check_reference(reference: str, df) -> None:
     """--reference names a trained combination of the table (UserError, exit 2, if not)."""
     import difflib
@@ -75,11 +63,11 @@ def _check_reference(reference: str, df) -> None:
 def run(args: argparse.Namespace) -> int:
     from ganbench.results.sides import is_bench_table
     from ganbench.results.store import display_columns, summary_markdown, with_display_columns
+    from ganbench.api.runs import read_results
+    from ganbench.errors import UserError
     from ganbench.results.table import check_columns, render, terminal_width
 
-    from ganbench.errors import UserError
-
-    df = _read(args.run_dir)
+    df = read_results(args.run_dir)  # what ganbench.load(RUN_DIR).table reads
     bench = is_bench_table(df)
     if bench and (args.html is not None or args.format == "gab-json"):
         raise UserError("--html and --format gab-json need a run folder, not a "

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-# Kept in step with ganbench.config.DEFAULT_CHECKPOINT_EVERY (not imported: `ganbench --help`
-# must not import torch, and config is cheap but this module imports only the standard library).
-DEFAULT_CHECKPOINT_EVERY = 50
-# Options that say how to run rather than what to measure: the only ones --resume accepts.
-RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns")
+# Both cheap (standard library only below them): `ganbench --help` must not import torch.
+from ganbench.api.options import RESUME_OVERRIDES
+from ganbench.config import DEFAULT_CHECKPOINT_EVERY
 
 NAME = "run"
 HELP = "train and benchmark every combination of the named plugins"
@@ -111,58 +110,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             "(timings then share the machine: see parallel_jobs)")
 
 
-def _columns(value):
-    from ganbench.errors import ConfigError
-
-    names = tuple(p.strip() for p in (value or "").split(",") if p.strip())
-    if value is not None and not names:
-        raise ConfigError("--columns is empty; give comma-separated column names")
-    return names or None
-
-
-def config_from_args(args: argparse.Namespace):
-    from ganbench.config import RunConfig, parse_digits, parse_names, parse_options
-    from ganbench.errors import ConfigError
-
-    if args.plugins is None:
-        raise ConfigError("--plugins is required, e.g. --plugins dcgan,sagan (or continue a run "
-                          "with --resume RUN_DIR)")
-    metrics = None
-    if args.metrics is not None:
-        metrics = () if args.metrics.strip().lower() == "none" else parse_names(args.metrics,
-                                                                                "--metrics")
-    return RunConfig(plugins=parse_names(args.plugins, "--plugins"), metrics=metrics,
-                     data=args.data, digits=parse_digits(args.digits), device=args.device,
-                     steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
-                     seed=args.seed, dtype=args.dtype,
-                     memory_format=args.memory_format, warmup=args.warmup, eval_n=args.eval_n,
-                     eval_every=args.eval_every, target_fid=args.target_fid,
-                     compile=args.compile, compile_mode=args.compile_mode,
-                     baseline=args.baseline, cuda_graph=args.cuda_graph,
-                     options=parse_options(args.option), out=args.out,
-                     quiet=args.quiet, isolate=not args.in_process,
-                     columns=_columns(args.columns), reference=args.reference,
-                     checkpoint_every=args.checkpoint_every,
-                     jobs=args.jobs, sync_bn=args.sync_bn, scaling=args.scaling)
+def given_options(args: argparse.Namespace) -> dict:
+    """The options the user gave (those differing from their defaults), by name, in the
+    parser's order: what a resume may take from the command line."""
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_arguments(defaults)
+    return {action.dest: getattr(args, action.dest) for action in defaults._actions
+            if action.option_strings and action.dest not in ("help", "resume")
+            and getattr(args, action.dest, action.default) != action.default}
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.errors import ConfigError
-    from ganbench.sweep.resume import RunInterrupted
-    from ganbench.sweep.runner import run as run_all
+    """Through ganbench.api, the path ``ganbench.run()`` takes: the options -> a RunConfig
+    (ganbench.api.options, before torch is imported), then ganbench.api.runs.execute. The CLI
+    adds the exit codes and, for --nproc, the exec of torchrun."""
+    from ganbench.api.options import run_config
+    from ganbench.api.runs import execute
+    from ganbench.scaleout.pool import launched_by_torchrun
+    from ganbench.sweep.resume import RunInterrupted, check_world_size
 
-    if args.resume is not None:
-        return _resume(args)
-    if args.retry_failed:
-        raise ConfigError("--retry-failed goes with --resume RUN_DIR (it retrains the crashed, "
-                          "oom and failed rows of that run)")
-    cfg = config_from_args(args)  # validates before torch is imported
-    if args.nproc is not None:  # becomes torchrun; each rank parses the same options again
-        from ganbench.scaleout.pool import exec_torchrun, options_argv
+    resume = args.resume is not None
+    options = given_options(args) if resume else {
+        k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
+    cfg = run_config(options, args.resume)  # validates before torch is imported
+    if resume and not launched_by_torchrun():  # under torchrun the ranks check it
+        check_world_size(args.resume, cfg.world_size, args.nproc or 1)
+    if args.nproc is not None and (not resume or args.nproc > 1):
+        from ganbench.scaleout.pool import exec_torchrun, options_argv  # each rank parses again
 
-        exec_torchrun(args.nproc, options_argv(args, add_arguments), cfg)
+        exec_torchrun(args.nproc, options_argv(args, add_arguments),
+                      dataclasses.replace(cfg, jobs=1) if resume else cfg)
     try:
-        run_dir, df = run_all(cfg, echo=print, force=args.force)
+        _, df = execute(cfg, resume=resume, retry_failed=args.retry_failed, force=args.force,
+                        echo=print)
     except RunInterrupted as exc:
         return _interrupted(exc, cfg.world_size)
     return _finish(df)
@@ -172,44 +152,6 @@ def _finish(df) -> int:
     """Exit code 0 when every row is ok, 1 when any combination failed, diverged or crashed."""
     bad = df is not None and "status" in df and (~df["status"].isin(["ok", "reference"])).any()
     return 1 if bad else 0
-
-
-def _resume(args: argparse.Namespace) -> int:
-    """`run --resume RUN_DIR`: the saved settings, plus only the RESUME_OVERRIDES given."""
-    import dataclasses
-
-    from ganbench.errors import ConfigError
-    from ganbench.sweep.resume import RunInterrupted, check_world_size, load_run_config
-    from ganbench.sweep.runner import run as run_all
-    from ganbench.scaleout.pool import launched_by_torchrun
-
-    defaults = argparse.ArgumentParser(add_help=False)
-    add_arguments(defaults)
-    for action in defaults._actions:  # argparse has no public list of a parser's options
-        if action.dest in ("resume", "help", *RESUME_OVERRIDES) or not action.option_strings:
-            continue
-        if getattr(args, action.dest, action.default) != action.default:
-            flag = max(action.option_strings, key=len)
-            raise ConfigError(f"--resume takes its settings from {args.resume}/config.json; "
-                              f"drop {flag} (only --quiet, --in-process, --jobs, --nproc, "
-                              "--retry-failed and --columns may be given)")
-    cfg = load_run_config(args.resume)
-    cfg = dataclasses.replace(cfg, quiet=args.quiet,  # how to run, not what: not inherited
-                              isolate=cfg.isolate and not args.in_process,
-                              jobs=args.jobs if args.jobs != 1 else cfg.jobs,
-                              columns=_columns(args.columns) or cfg.columns)
-    if not launched_by_torchrun():  # under torchrun the ranks check it (ganbench.sweep.resume.start)
-        check_world_size(args.resume, cfg.world_size, args.nproc or 1)
-    if args.nproc is not None and args.nproc > 1:
-        from ganbench.scaleout.pool import exec_torchrun, options_argv
-
-        exec_torchrun(args.nproc, options_argv(args, add_arguments),
-                      dataclasses.replace(cfg, jobs=1))
-    try:
-        run_dir, df = run_all(cfg, echo=print, resume=True, retry_failed=args.retry_failed)
-    except RunInterrupted as exc:
-        return _interrupted(exc, cfg.world_size)
-    return _finish(df)
 
 
 def _interrupted(exc, world_size: int = 1) -> int:

@@ -3,6 +3,8 @@
 stdout carries results only (the table and the run folder); everything here goes to stderr, so
 ``ganbench run ... > table.md`` captures exactly the table.
 
+- In a Jupyter kernel with ipywidgets: the same bars as tqdm's notebook widgets (what
+  ``tqdm.auto`` picks); in a kernel without ipywidgets, the plain lines below.
 - On a terminal: tqdm bars, one for the sweep ("combination k of n", elapsed and ETA) and one
   per running combination (its step, phase and losses).
 - Elsewhere (a pipe, a CI log): plain timestamped lines, at every phase change of a combination
@@ -24,6 +26,24 @@ from datetime import datetime, timezone
 from typing import Optional, TextIO
 
 PLAIN_LINES = 10  # plain mode: a step line each time a combination passes another 10%
+
+
+def notebook_bar_class():
+    """tqdm's notebook bar when this process is a Jupyter kernel and ipywidgets is installed
+    (tqdm.auto's own test), else None. A kernel's stderr is no terminal, and without widgets
+    the plain lines read better there than carriage-return bars."""
+    ipython = sys.modules.get("IPython")  # never imported here: only a kernel has it loaded
+    if ipython is None:
+        return None
+    try:
+        shell = ipython.get_ipython()
+        if shell is None or "IPKernelApp" not in shell.config:
+            return None
+        import ipywidgets  # noqa: F401  (tqdm.notebook would warn and draw text without it)
+        from tqdm.notebook import tqdm as notebook_tqdm
+    except Exception:  # an IPython too old or broken to ask: plain lines
+        return None
+    return notebook_tqdm
 
 
 def _format_duration(seconds: Optional[float]) -> str:
@@ -56,7 +76,13 @@ class Progress:
                  stream: Optional[TextIO] = None, terminal: Optional[bool] = None):
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
-        self.terminal = (self.stream.isatty() if terminal is None else terminal) and not quiet
+        from tqdm import tqdm
+
+        notebook = notebook_bar_class() if terminal is None and not quiet else None
+        if terminal is None:
+            terminal = notebook is not None or self.stream.isatty()
+        self.terminal = terminal and not quiet
+        self.bar_class = notebook or tqdm  # tqdm, or its notebook form in a Jupyter kernel
         self.total = total + done_before
         self.done = done_before
         self.done_before = done_before
@@ -68,11 +94,9 @@ class Progress:
         self.next_index = done_before
         self.overall = None
         if self.terminal:
-            from tqdm import tqdm
-
-            self.overall = tqdm(total=self.total, initial=done_before, desc="combinations",
-                                unit="combo", file=self.stream, position=0, leave=True,
-                                dynamic_ncols=True)
+            self.overall = self.bar_class(total=self.total, initial=done_before,
+                                          desc="combinations", unit="combo", file=self.stream,
+                                          position=0, leave=True, dynamic_ncols=True)
 
     # -- messages shown once ------------------------------------------------------------
     def note(self, text: str) -> None:
@@ -95,10 +119,9 @@ class Progress:
             combo = _Combo(name, self.next_index, self.steps)
             self.running[name] = combo
             if self.terminal:
-                from tqdm import tqdm
-
-                combo.bar = tqdm(total=self.steps, desc=name, unit="step", file=self.stream,
-                                 position=len(self.running), leave=False, dynamic_ncols=True)
+                combo.bar = self.bar_class(total=self.steps, desc=name, unit="step",
+                                           file=self.stream, position=len(self.running),
+                                           leave=False, dynamic_ncols=True)
 
     def event(self, name: str, kind: str, **data) -> None:
         """``kind`` "phase" (data: phase) or "step" (data: step, d_loss, g_loss)."""
@@ -177,9 +200,7 @@ class Progress:
 
     def _write(self, line: str) -> None:
         if self.terminal:
-            from tqdm import tqdm
-
-            tqdm.write(line, file=self.stream)
+            self.bar_class.write(line, file=self.stream)
         else:
             print(line, file=self.stream, flush=True)
 
