@@ -10,6 +10,7 @@ Specs are frozen: a registry hands the same object to every combination.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Optional
@@ -195,11 +196,16 @@ class MetricSpec(PluginSpec):
     only columns with a direction (so ``--fail-on my_score:+5%`` needs one), and the run's
     table shows them by default. Stored as a tuple of (pattern, way) pairs, so the spec stays
     hashable.
+
+    ``primary`` (optional) names the one column this metric offers as a run's headline quality
+    number: ``ganbench run --target-fid X`` times when the first metric of the run that declares
+    one passes X, in the direction ``directions`` gives it (``fid-digits``: ``fid_digits``).
     """
 
     factory: Callable[[], Metric]
     why_unavailable: Callable[[str], Optional[str]] = always_available
     directions: tuple[tuple[str, str], ...] = ()
+    primary: Optional[str] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -216,6 +222,10 @@ class MetricSpec(PluginSpec):
                 raise ValueError(f"metric {self.name!r}: direction of {pattern!r} is {way!r}; "
                                  "use 'lower' or 'higher'")
         object.__setattr__(self, "directions", pairs)
+        if self.primary is not None and not any(fnmatch.fnmatchcase(self.primary, pattern)
+                                                for pattern, _ in pairs):
+            raise ValueError(f"metric {self.name!r}: primary column {self.primary!r} needs a "
+                             "direction in directions")
 
 
 # --------------------------------------------------------------------------------------------

@@ -480,7 +480,7 @@ def ganbench_register_metrics(register):
     register(MetricSpec(name="fid-digits", factory=FidDigits,
                         summary="Frechet distance on digit-classifier features (not Inception FID)",
                         why_unavailable=_classifier_unavailable,
-                        directions={"fid_digits": "lower"}))
+                        directions={"fid_digits": "lower"}, primary="fid_digits"))
     register(MetricSpec(name="is-digits", factory=IsDigits,
                         summary="Inception-Score analogue from the digit classifier's softmax",
                         why_unavailable=_classifier_unavailable,

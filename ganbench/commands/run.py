@@ -28,12 +28,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--digits", default="7,8", help="digits to train on, or 'all' (default "
                                                   "7,8 as the textbook)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
-    p.add_argument("--steps", type=int, help="training iterations (default: 180 on CPU, "
+    p.add_argument("--steps", type=int, help="training iterations (default: 600 on CPU, "
                                              "1000 on CUDA)")
+    p.add_argument("--budget", metavar="TIME",
+                   help="train every combination for the same wall time instead of the same "
+                        "steps, e.g. 90s or 2m (training only: model building and the final "
+                        "metrics are not counted, evaluations of --eval-every are); the row's "
+                        "steps column says how far each got. Not with --steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, help="32, 64 or 128 (default: 32 on CPU, 64 on "
                                                   "CUDA)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="the run's seed (default 0): it seeds training (initial weights, noise, "
+                        "batch order) and the evaluation's samples")
+    p.add_argument("--seeds", metavar="K|A,B,..",
+                   help="train every combination under several seeds: K = the K seeds --seed, "
+                        "--seed+1, ..., --seed+K-1; a list (0,3,7) = exactly those. One row per "
+                        "(combination, seed); files get .seed<S> in their names (with one seed "
+                        "the names stay as they are). The evaluation's samples stay --seed's, "
+                        "so only training differs between seeds")
     p.add_argument("--dtype", default="auto",
                    help="auto (default: bf16 autocast on CPUs with native bf16, fp32 on other "
                         "CPUs and on CUDA), fp32, or bf16 (autocast)")
@@ -49,7 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate every K steps and write quality curves")
     p.add_argument("--target-fid", type=float, metavar="X",
-                   help="record the wall time at which fid_digits first drops below X")
+                   help="record, per seed, the wall time and step at which the run's target "
+                        "metric (fid_digits: the first metric that declares a target column) "
+                        "first passes X, checked at every --eval-every evaluation and at the "
+                        "end; a row that never does says 'not reached'")
     p.add_argument("--baseline", choices=["textbook"],
                    help="also train each architecture with the textbook's own step (fp32, "
                         "eager, its default loss and kernel) and add speedup_vs_textbook to "
@@ -118,7 +134,8 @@ def _columns(value):
 
 
 def config_from_args(args: argparse.Namespace):
-    from ganbench.config import RunConfig, parse_digits, parse_names, parse_options
+    from ganbench.config import (RunConfig, parse_budget, parse_digits, parse_names,
+                                 parse_options, parse_seeds)
     from ganbench.errors import ConfigError
 
     if args.plugins is None:
@@ -128,10 +145,12 @@ def config_from_args(args: argparse.Namespace):
     if args.metrics is not None:
         metrics = () if args.metrics.strip().lower() == "none" else parse_names(args.metrics,
                                                                                 "--metrics")
+    seeds = parse_seeds(args.seeds, args.seed) if args.seeds is not None else ()
+    budget_s = parse_budget(args.budget) if args.budget is not None else None
     return RunConfig(plugins=parse_names(args.plugins, "--plugins"), metrics=metrics,
                      data=args.data, digits=parse_digits(args.digits), device=args.device,
-                     steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
-                     seed=args.seed, dtype=args.dtype,
+                     steps=args.steps, budget_s=budget_s, batch_size=args.batch_size,
+                     image_size=args.image_size, seed=args.seed, seeds=seeds, dtype=args.dtype,
                      memory_format=args.memory_format, warmup=args.warmup, eval_n=args.eval_n,
                      eval_every=args.eval_every, target_fid=args.target_fid,
                      compile=args.compile, compile_mode=args.compile_mode,

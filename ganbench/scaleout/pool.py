@@ -188,9 +188,3 @@ def each_finished(items: Iterable[T], work: Callable[[T], R], jobs: int) -> Iter
             if error is not None:
                 raise error
             yield item, result
-
-
-def in_plan_order(rows: list[dict], combos: list) -> list[dict]:
-    """Rows sorted as the combinations were planned, whatever order they finished in."""
-    rank = {combo.name: i for i, combo in enumerate(combos)}
-    return sorted(rows, key=lambda row: rank.get(row.get("combo"), len(rank)))
