@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 # Kept in step with ganbench.config.DEFAULT_CHECKPOINT_EVERY (not imported: `ganbench --help`
@@ -16,6 +17,12 @@ HELP = "train and benchmark every combination of the named plugins"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # A value like "-3s" (a negative --budget) must reach parse_budget, which names the mistake
+    # in one line; argparse takes anything starting with "-" that is not a plain negative
+    # number for an option and stops with its usage text instead. This parser has no option
+    # that looks like a number with a unit, so such words are safe to read as values.
+    if hasattr(p, "_negative_number_matcher"):  # argparse has no public switch for this
+        p._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d*\.?\d+[a-z]+$")
     p.add_argument("--plugins", metavar="NAMES",
                    help="comma-separated architectures, losses and attention kernels, "
                         "e.g. dcgan,sagan or sagan,triton-attn (see `ganbench plugins`); "
