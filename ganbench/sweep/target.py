@@ -49,8 +49,11 @@ def resolve_target(target_value: Optional[float], metric_names: list[str],
         if column:
             return Target(column, direction_of(spec, column), float(target_value))
     ran = ", ".join(metric_names) or "none"
-    raise UserError(f"--target-fid needs a metric that declares a target column (fid-digits "
-                    f"does); this run's metrics: {ran}")
+    having = [name for name, spec in registry.metrics.items() if getattr(spec, "primary", None)]
+    hint = f"add one with --metrics: {', '.join(having)}" if having else \
+        "no installed metric declares one"
+    raise UserError(f"--target-fid needs a metric that declares a target column; this run's "
+                    f"metrics: {ran}; {hint}")
 
 
 def direction_of(spec, column: str) -> str:

@@ -48,7 +48,7 @@ def test_the_target_column_is_the_first_declared_primary_of_the_run():
     assert target == Target("fid_digits", "lower", 150.0)
     assert resolve_target(None, ["fid-digits"], registry) is None
     with pytest.raises(UserError, match="--target-fid needs a metric.*this run's metrics: "
-                                        "is-digits, prdc"):
+                                        "is-digits, prdc; add one with --metrics: fid-digits"):
         resolve_target(150.0, ["is-digits", "prdc"], registry)
 
 
