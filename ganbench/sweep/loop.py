@@ -99,22 +99,23 @@ def sweep(cfg: RunConfig, strategy: Strategy, echo=print, resume: bool = False,
     plan = _with_out(plan, run_dir)
     cfg = plan.cfg
     todo = unfinished(plan.trials, rows, cfg.seed)
-    progress = Progress(len(todo), cfg.steps, quiet=cfg.quiet, done_before=len(rows)) \
-        if strategy.is_writer else Silent()
-    df = to_frame(rows) if strategy.is_writer else None
-
-    def work(trial) -> dict:
-        progress.start(trial.stem)
-        row = strategy.run_trial(
-            plan, trial, run_dir, resume,
-            report=lambda kind, **data: progress.event(trial.stem, kind, **data),
-            warn=progress.warning)
-        progress.finish(trial.stem, row.get("status", "?"), row.get("error"))
-        return row
-
+    df, progress = None, Silent()
     try:
+        if strategy.is_writer:
+            df = to_frame(rows)
+            progress = Progress(len(todo), cfg.steps, quiet=cfg.quiet, done_before=len(rows))
         for note in plan.notes + notes:
             progress.note(note)
+
+        def work(trial) -> dict:
+            progress.start(trial.stem)
+            row = strategy.run_trial(
+                plan, trial, run_dir, resume,
+                report=lambda kind, **data: progress.event(trial.stem, kind, **data),
+                warn=progress.warning)
+            progress.finish(trial.stem, row.get("status", "?"), row.get("error"))
+            return row
+
         with interrupts_reported(run_dir):
             for trial, row in strategy.each_finished(todo, work):
                 if strategy.is_writer:
