@@ -1,8 +1,8 @@
 """What the training loop asks of data-parallel training, with no-ops for one process.
 
 :func:`ganbench.training.loop.train` calls these three; they only act when a module is wrapped in
-DistributedDataParallel (see :mod:`ganbench.scaleout.distributed` for the whole contract). Kept apart
-from ``distributed`` so that the loop depends on nothing that depends on it.
+DistributedDataParallel (see :mod:`ganbench.scaleout.distributed` for the whole contract). Kept
+apart from ``distributed`` so that the loop depends on nothing that depends on it.
 """
 
 from __future__ import annotations

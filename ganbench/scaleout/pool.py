@@ -2,8 +2,9 @@
 ``--jobs K`` (independent combinations side by side). Standard library only, so the CLI can
 exec torchrun without paying for ``import torch`` first.
 
-The training itself under torchrun is in :mod:`ganbench.scaleout.distributed`. Spreading a sweep over a
-cluster is left to existing engines (submitit on Slurm, Ray): see examples/sweep_submitit.py.
+The training itself under torchrun is in :mod:`ganbench.scaleout.distributed`. Spreading a sweep
+over a cluster is left to existing engines (submitit on Slurm, Ray): see
+examples/sweep_submitit.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 models with the attention kernel injected, train, measure, draw, save and score; the row is
 assembled by :mod:`ganbench.sweep.row`. Every file it writes goes through
 :mod:`ganbench.files.atomic`. It reports how far it got through ``report(event, **data)``
-(see :mod:`ganbench.sweep.progress`) and raises on failure; the caller turns the exception into a row.
+(see :mod:`ganbench.sweep.progress`) and raises on failure; the caller turns the exception into
+a row.
 """
 
 from __future__ import annotations
