@@ -10,6 +10,7 @@ Specs are frozen: a registry hands the same object to every combination.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Optional

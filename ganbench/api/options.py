@@ -17,7 +17,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from ganbench.config import RunConfig, parse_digits, parse_names, parse_options
+from ganbench.config import (RunConfig, parse_budget, parse_digits, parse_names, parse_options,
+                             parse_seeds)
 from ganbench.errors import ConfigError
 
 # How to start a run rather than what it measures: the callers act on these; none is a setting.
@@ -25,8 +26,9 @@ CONTROLS = ("resume", "retry_failed", "force", "nproc")
 # Options that say how to run rather than what to measure: the only ones a resume accepts.
 RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns")
 # RunConfig fields that are no option of their own: ``isolate`` is ``not in_process``,
-# ``options`` is parsed from ``option``, ``world_size`` is set by torchrun.
-_DERIVED = ("isolate", "options", "world_size")
+# ``options`` is parsed from ``option``, ``budget_s`` from ``budget``, ``world_size`` is set by
+# torchrun.
+_DERIVED = ("isolate", "options", "budget_s", "world_size")
 
 
 def flag(name: str) -> str:
@@ -39,7 +41,7 @@ def option_names() -> tuple[str, ...]:
     once), ``in_process``, ``option`` and the CONTROLS. ``ganbench run``'s parser has the same
     set of destinations (tests/test_api.py checks it)."""
     fields = [f.name for f in dataclasses.fields(RunConfig) if f.name not in _DERIVED]
-    return tuple(fields + ["in_process", "option", *CONTROLS])
+    return tuple(fields + ["in_process", "option", "budget", *CONTROLS])
 
 
 def check_names(names) -> None:
@@ -130,6 +132,22 @@ def config_from_options(options: Mapping[str, Any]) -> RunConfig:
         fields["isolate"] = not values.pop("in_process")
     if "columns" in values:
         fields["columns"] = columns(values.pop("columns"))
+    if values.get("seeds") is not None:
+        seeds = values.pop("seeds")
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            seeds = str(seeds)  # seeds=5 as --seeds 5: a count
+        if not isinstance(seeds, (str, list, tuple)):
+            raise ConfigError(f"--seeds takes a count K or a list like 0,3,7, got {seeds!r}")
+        text = _text(seeds) if not isinstance(seeds, str) else seeds
+        if isinstance(seeds, (list, tuple)) and len(seeds) == 1:
+            text += ","  # a one-item list is that seed, not a count
+        fields["seeds"] = parse_seeds(text, values.get("seed", 0))
+    else:
+        values.pop("seeds", None)
+    budget = values.pop("budget", None)
+    if budget is not None:
+        fields["budget_s"] = (float(budget) if isinstance(budget, (int, float))
+                              and not isinstance(budget, bool) else parse_budget(str(budget)))
     if values.get("out") is not None:
         values["out"] = Path(values["out"])
     return RunConfig(**fields, **values)

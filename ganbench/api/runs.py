@@ -166,6 +166,7 @@ class Run:
         from ganbench.registry import get_registry
         from ganbench.sweep.matrix import build_matrix
         from ganbench.sweep.resume import finished_rows, unfinished
+        from ganbench.sweep.trials import make_trials
 
         try:
             cfg = self.settings
@@ -174,10 +175,11 @@ class Run:
                 from ganbench.training.textbook import baseline_combos
 
                 combos = baseline_combos(combos, get_registry()) + combos
-            rows = finished_rows(self.dir, combos)
+            trials = make_trials(combos, cfg.training_seeds)
+            rows = finished_rows(self.dir, trials, cfg.seed)
         except Exception:  # only a display hint: a broken plugin must not hide the table
             return None
-        return [combo.name for combo in unfinished(combos, rows)]
+        return [trial.stem for trial in unfinished(trials, rows, cfg.seed)]
 
     @property
     def samples(self):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 
 # Both cheap (standard library only below them): `ganbench --help` must not import torch.
@@ -15,6 +16,12 @@ HELP = "train and benchmark every combination of the named plugins"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # A value like "-3s" (a negative --budget) must reach parse_budget, which names the mistake
+    # in one line; argparse takes anything starting with "-" that is not a plain negative
+    # number for an option and stops with its usage text instead. This parser has no option
+    # that looks like a number with a unit, so such words are safe to read as values.
+    if hasattr(p, "_negative_number_matcher"):  # argparse has no public switch for this
+        p._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d*\.?\d+[a-z]+$")
     p.add_argument("--plugins", metavar="NAMES",
                    help="comma-separated architectures, losses and attention kernels, "
                         "e.g. dcgan,sagan or sagan,triton-attn (see `ganbench plugins`); "
@@ -27,12 +34,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--digits", default="7,8", help="digits to train on, or 'all' (default "
                                                   "7,8 as the textbook)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
-    p.add_argument("--steps", type=int, help="training iterations (default: 180 on CPU, "
+    p.add_argument("--steps", type=int, help="training iterations (default: 600 on CPU, "
                                              "1000 on CUDA)")
+    p.add_argument("--budget", metavar="TIME",
+                   help="train every combination for the same wall time instead of the same "
+                        "steps, e.g. 90s or 2m (training only: model building and the final "
+                        "metrics are not counted, evaluations of --eval-every are); the row's "
+                        "steps column says how far each got. Not with --steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, help="32, 64 or 128 (default: 32 on CPU, 64 on "
                                                   "CUDA)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="the run's seed (default 0): it seeds training (initial weights, noise, "
+                        "batch order) and the evaluation's samples")
+    p.add_argument("--seeds", metavar="K|A,B,..",
+                   help="train every combination under several seeds: K = the K seeds --seed, "
+                        "--seed+1, ..., --seed+K-1; a list (0,3,7) = exactly those. One row per "
+                        "(combination, seed); files get .seed<S> in their names (with one seed "
+                        "the names stay as they are). The evaluation's samples stay --seed's, "
+                        "so only training differs between seeds")
     p.add_argument("--dtype", default="auto",
                    help="auto (default: bf16 autocast on CPUs with native bf16, fp32 on other "
                         "CPUs and on CUDA), fp32, or bf16 (autocast)")
@@ -48,7 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate every K steps and write quality curves")
     p.add_argument("--target-fid", type=float, metavar="X",
-                   help="record the wall time at which fid_digits first drops below X")
+                   help="record, per seed, the wall time and step at which the run's target "
+                        "metric (fid_digits: the first metric that declares a target column) "
+                        "first passes X, checked at every --eval-every evaluation and at the "
+                        "end; a row that never does says 'not reached'")
     p.add_argument("--baseline", choices=["textbook"],
                    help="also train each architecture with the textbook's own step (fp32, "
                         "eager, its default loss and kernel) and add speedup_vs_textbook to "

@@ -13,8 +13,10 @@ stdout carries results only (the table and the run folder); everything here goes
 - Notes and Python warnings: each distinct text once per run (workers send theirs here).
 - ``--quiet``: none of the above; the CLI still prints where the table is.
 
-The ETA is the elapsed time scaled by the work left: finished combinations count 1, running
-ones their step fraction. It assumes the combinations left cost what the finished ones did.
+The ETA is the elapsed time scaled by the work left: finished trials count 1, running ones
+their step fraction (with ``--budget``, the share of the budget spent). It assumes the trials
+left cost what the finished ones did. A trial is a combination under one seed; its name here
+is its file stem (``dcgan+bce``, or ``dcgan+bce.seed3`` with several seeds).
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ def _format_duration(seconds: Optional[float]) -> str:
 
 
 class _Combo:
-    def __init__(self, name: str, index: int, steps: int):
+    def __init__(self, name: str, index: int, steps: Optional[int]):
         self.name, self.index, self.steps = name, index, steps
         self.step = 0
+        self.fraction = 0.0  # of its steps, or of its wall-time budget
         self.phase = "queued"
         self.last_tenth = 0
         self.bar = None
@@ -68,11 +71,13 @@ class _Combo:
 class Progress:
     """Thread-safe sink for a sweep's events (``--jobs`` reports from several threads).
 
-    ``total``: combinations to train in this call; ``done_before``: those finished earlier
-    (a resume); ``steps``: steps per combination.
+    ``total``: trials to train in this call; ``done_before``: those finished earlier
+    (a resume); ``steps``: steps per trial, None with a wall-time budget (step events then
+    carry ``fraction``, the share of the budget spent).
     """
 
-    def __init__(self, total: int, steps: int, quiet: bool = False, done_before: int = 0,
+    def __init__(self, total: int, steps: Optional[int], quiet: bool = False,
+                 done_before: int = 0,
                  stream: Optional[TextIO] = None, terminal: Optional[bool] = None):
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
@@ -86,7 +91,7 @@ class Progress:
         self.total = total + done_before
         self.done = done_before
         self.done_before = done_before
-        self.steps = max(1, steps)
+        self.steps = max(1, steps) if steps is not None else None
         self.started = time.monotonic()
         self.running: dict[str, _Combo] = {}
         self.seen: set[str] = set()
@@ -124,7 +129,8 @@ class Progress:
                                            leave=False, dynamic_ncols=True)
 
     def event(self, name: str, kind: str, **data) -> None:
-        """``kind`` "phase" (data: phase) or "step" (data: step, d_loss, g_loss)."""
+        """``kind`` "phase" (data: phase) or "step" (data: step, d_loss, g_loss, and with a
+        budget fraction)."""
         with self.lock:
             combo = self.running.get(name)
             if combo is None or self.quiet:
@@ -140,16 +146,22 @@ class Progress:
             elif kind == "step":
                 combo.step = int(data["step"])
                 losses = f"d_loss={data['d_loss']:.3f} g_loss={data['g_loss']:.3f}"
+                if self.steps is None:
+                    combo.fraction = float(data.get("fraction", 0.0))
+                    tenth = int(combo.fraction * PLAIN_LINES)
+                    where = f"step {combo.step} ({combo.fraction:.0%} of the budget)"
+                else:
+                    combo.fraction = combo.step / self.steps
+                    tenth = combo.step * PLAIN_LINES // self.steps  # integers: no float drift
+                    where = f"step {combo.step}/{self.steps} ({combo.fraction:.0%})"
                 if combo.bar is not None:
-                    combo.bar.set_postfix_str(f"{combo.phase} {losses}", refresh=False)
+                    budget = "" if self.steps is not None else f" {combo.fraction:.0%} of budget"
+                    combo.bar.set_postfix_str(f"{combo.phase}{budget} {losses}", refresh=False)
                     combo.bar.update(combo.step - combo.bar.n)
                     self._refresh_overall()
-                else:
-                    tenth = combo.step * PLAIN_LINES // self.steps  # integers: no float drift
-                    if tenth > combo.last_tenth:
-                        combo.last_tenth = tenth
-                        self._plain(combo, f"step {combo.step}/{self.steps} "
-                                           f"({combo.step / self.steps:.0%}) {losses}")
+                elif tenth > combo.last_tenth:
+                    combo.last_tenth = tenth
+                    self._plain(combo, f"{where} {losses}")
 
     def finish(self, name: str, status: str, error: Optional[str] = None) -> None:
         with self.lock:
@@ -182,7 +194,7 @@ class Progress:
     def eta_s(self) -> Optional[float]:
         """Seconds left for the combinations of this call, or None before any progress."""
         fraction_done = self.done - self.done_before + sum(
-            c.step / self.steps for c in self.running.values())
+            c.fraction for c in self.running.values())
         work = self.total - self.done_before
         if fraction_done <= 0 or work <= 0:
             return None

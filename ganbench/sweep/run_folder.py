@@ -136,14 +136,16 @@ def previous_run(run_dir: Path) -> Previous:
     return Previous(config.is_file(), (run_dir / TABLE_JSON).exists(), rows, ckpts, world)
 
 
-def refuse_to_overwrite(run_dir: Path, combo_names: list[str]) -> None:
+def refuse_to_overwrite(run_dir: Path, keys: list[tuple], default_seed: int) -> None:
     """UserError when ``run_dir`` holds another run's work (a fresh start would replace it):
-    with the resume command when that run is unfinished. Call it holding the lock."""
+    with the resume command when that run is unfinished. ``keys``: the (combo, seed) of every
+    row this run would write. Call it holding the lock."""
     prev = previous_run(run_dir)
     if prev.empty:
         return
-    done = {r.get("combo") for r in prev.rows if isinstance(r, dict)}
-    if prev.has_config and not prev.checkpoints and set(combo_names) <= done:
+    done = {(r.get("combo"), r.get("seed", default_seed)) for r in prev.rows
+            if isinstance(r, dict)}
+    if prev.has_config and not prev.checkpoints and set(keys) <= done:
         raise UserError(f"{run_dir} already holds a finished run; choose another --out, or add "
                         "--force to replace it")
     if not prev.has_config:  # a table without its config.json: nothing --resume can use

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -35,7 +34,6 @@ from typing import Callable, Optional
 from ganbench.config import RunConfig
 from ganbench.errors import UserError
 from ganbench.sweep.execute import execute, failure_status, one_line
-from ganbench.sweep.matrix import Combination
 from ganbench.sweep.run_folder import log_failure
 
 PR_SET_PDEATHSIG = 1        # from <linux/prctl.h>
@@ -86,7 +84,7 @@ def warnings_sent(send: Callable[[str], None]):
         yield
 
 
-def _worker(cfg_dict: dict, combo: tuple, run_dir: str, metric_names: list[str], queue,
+def _worker(cfg_dict: dict, trial, run_dir: str, metric_names: list[str], queue,
             resume: bool = False, parent_pid: Optional[int] = None) -> None:
     """The spawned process: train, then send ("ok", row), ("interrupted",) or
     (status, one-line error, traceback)."""
@@ -99,7 +97,7 @@ def _worker(cfg_dict: dict, combo: tuple, run_dir: str, metric_names: list[str],
 
     try:
         with warnings_sent(lambda text: queue.put(("warning", text))):
-            row = execute(cfg, Combination(*combo), Path(run_dir), metric_names,
+            row = execute(cfg, trial, Path(run_dir), metric_names,
                           fresh_process=True, resume=resume, report=report)
         queue.put(("ok", row))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: not a failed row
@@ -111,28 +109,27 @@ def _worker(cfg_dict: dict, combo: tuple, run_dir: str, metric_names: list[str],
 # ------------------------------------------------------------------------------------------
 # In the parent
 # ------------------------------------------------------------------------------------------
-def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: list[str],
+def run_one(cfg: RunConfig, trial, run_dir: Path, metric_names: list[str],
             resume: bool = False, report: Callable = _ignore,
             warn: Callable[[str], None] = _ignore) -> dict:
-    """The row of one combination; failures become rows with status (failed, oom, crashed) and
-    error. ``report(kind, **data)`` receives the worker's progress, ``warn(text)`` its
-    warnings. A KeyboardInterrupt (Ctrl-C, or SIGTERM via
-    :func:`ganbench.sweep.resume.interrupts_reported`) stops the worker and propagates: an
-    interrupted combination gets no row."""
-    base = {"combo": combo.name, "architecture": combo.architecture, "loss": combo.loss,
-            "attention": combo.attention}
+    """The row of one trial (:class:`ganbench.sweep.trials.Trial`: a combination under one
+    seed); failures become rows with status (failed, oom, crashed) and error.
+    ``report(kind, **data)`` receives the worker's progress, ``warn(text)`` its warnings. A
+    KeyboardInterrupt (Ctrl-C, or SIGTERM via :func:`ganbench.sweep.resume.interrupts_reported`)
+    stops the worker and propagates: an interrupted combination gets no row."""
+    base = trial.identity()
     if not cfg.isolate:
         try:
             with warnings_sent(warn):
-                return execute(cfg, combo, run_dir, metric_names, fresh_process=False,
+                return execute(cfg, trial, run_dir, metric_names, fresh_process=False,
                                resume=resume, report=report)
         except UserError as exc:
             if not _is_row_error(exc):
                 raise
-            log_failure(run_dir, combo.name, traceback.format_exc())
+            log_failure(run_dir, trial.stem, traceback.format_exc())
             return {**base, "status": "failed", "error": one_line(exc)}
         except Exception as exc:
-            log_failure(run_dir, combo.name, traceback.format_exc())
+            log_failure(run_dir, trial.stem, traceback.format_exc())
             status = failure_status(exc)
             if status == "oom":
                 _release_cuda_cache()  # so the next combination starts with free memory
@@ -141,7 +138,7 @@ def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     report("phase", phase="starting worker")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(cfg.to_dict(), dataclasses.astuple(combo),
+    proc = ctx.Process(target=_worker, args=(cfg.to_dict(), trial,
                                              str(run_dir), metric_names, queue, resume,
                                              os.getpid()),
                        daemon=True)
@@ -158,7 +155,7 @@ def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
         return message[1]
     if message[0] == "interrupted":
         raise KeyboardInterrupt
-    log_failure(run_dir, combo.name, message[2])
+    log_failure(run_dir, trial.stem, message[2])
     return {**base, "status": message[0], "error": message[1]}
 
 
