@@ -190,8 +190,9 @@ class MetricSpec(PluginSpec):
     """A sample-quality metric: ``factory()`` returns a :class:`Metric`.
 
     ``directions`` says which way is better for each column the metric writes: a mapping (or
-    pairs) of column name or shell pattern to ``"lower"`` or ``"higher"``, e.g.
-    ``{"fid_digits": "lower"}`` or ``{"prdc_*": "higher"}``. ``ganbench compare`` compares
+    pairs) of column name or shell pattern to ``"lower"``, ``"higher"`` or ``"closer"`` (closer
+    to the real-data reference row is better), e.g. ``{"fid_digits": "lower"}`` or
+    ``{"prdc_*": "higher"}``. ``ganbench compare`` compares
     only columns with a direction (so ``--fail-on my_score:+5%`` needs one), and the run's
     table shows them by default. Stored as a tuple of (pattern, way) pairs, so the spec stays
     hashable.
@@ -210,11 +211,12 @@ class MetricSpec(PluginSpec):
             pairs = tuple((str(pattern), way) for pattern, way in pairs)
         except (TypeError, ValueError):
             raise ValueError(f"metric {self.name!r}: directions must map column names to "
-                             "'lower' or 'higher'") from None
+                             "'lower', 'higher' or 'closer'") from None
         for pattern, way in pairs:
-            if way not in ("lower", "higher") or not pattern.strip():
+            if way not in ("lower", "higher", "closer") or not pattern.strip():
                 raise ValueError(f"metric {self.name!r}: direction of {pattern!r} is {way!r}; "
-                                 "use 'lower' or 'higher'")
+                                 "use 'lower' or 'higher' (or 'closer': nearer the real-data row "
+                                 "is better)")
         object.__setattr__(self, "directions", pairs)
 
 
