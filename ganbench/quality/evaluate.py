@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from ganbench.errors import ConfigError
+from ganbench.errors import ConfigError, DataError
 from ganbench.specs import MetricContext
 
 if TYPE_CHECKING:
@@ -26,9 +26,16 @@ if TYPE_CHECKING:
 
     from ganbench.registry import Registry
 
-DEFAULT_METRICS = ("fid-digits", "is-digits", "prdc", "modes", "memorisation")
+DEFAULT_METRICS = ("fid-digits", "kid-digits", "is-digits", "prdc", "modes", "memorisation")
 DEFAULT_EVAL_N = 2000  # samples scored when --eval-n is not given, if the held-out set allows
 TAG_COLUMNS = ("metric_n", "metric_image_size")  # what every evaluate() row is tagged with
+
+
+class TooFewSamplesError(DataError, ValueError):
+    """A metric cannot score sets this small; the message names the metric and its minimum.
+
+    A user error (exit 2 on the command line: ``ganbench score`` of a handful of images) and a
+    ValueError (what the metric's arithmetic raised before it had a name of its own)."""
 
 
 def _on_cpu(x: "torch.Tensor") -> "torch.Tensor":
