@@ -115,12 +115,10 @@ def nearest_distances(x: torch.Tensor, pool: torch.Tensor, shift: int = SHIFT_PX
     chunk = chunk or max(1, min(MAX_CHUNK, SCREEN_ENTRIES // (width * width * max(len(pool), 1))))
     # For all samples at once: the padded ink; |v|^2 of every moved copy (a sliding sum of the
     # squared ink, S x S wide); the f x f block means at every offset (those of the image moved
-    # by (shift - i, shift - j) start at (i, j) and step f) and their sums of squares.
+    # by (shift - i, shift - j) start at (i, j) and step f).
     padded = F.pad(x[:, 0].float() + 1, (shift, shift, shift, shift))[:, None]
     view_norm = (F.avg_pool2d(padded.square(), side, stride=1) * side * side).view(n, -1)
-    means = (F.avg_pool2d(padded, f, stride=1) * f)[:, 0]
-    mean_norm = F.conv2d(means.square()[:, None], torch.ones(1, 1, blocks, blocks),
-                         dilation=f).view(n, -1)
+    means = (F.avg_pool2d(padded, f, stride=1) * f)[:, 0].contiguous()
     sn, sh, sw = means.stride()
     out = []
     for start in range(0, n, chunk):
@@ -129,7 +127,7 @@ def nearest_distances(x: torch.Tensor, pool: torch.Tensor, shift: int = SHIFT_PX
                                                (sn, sh, sw, f * sh, f * sw))
         screen_in = torch.empty(c, width * width, blocks * blocks + 1)
         screen_in[..., :-1].view(block_views.shape).copy_(block_views)
-        screen_in[..., -1] = mean_norm[start:start + c]
+        screen_in[..., -1] = screen_in[..., :-1].square().sum(-1)
         screened = torch.addmm(bias, screen_in.view(c * width * width, -1), pool_t)
         # The k pool images whose best screened shift scores best go on to the exact step.
         score = screened.view(c, width * width, -1).amin(1)                  # (c, M)
