@@ -71,20 +71,23 @@ def read_samples(path: Path):
     if not path.is_file():
         raise DataError(f"{path}: no such file or folder; give an .npz or a folder of images")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.keys())
-            if "images" not in keys:
-                raise DataError(f"{path}: no 'images' array (it has: {', '.join(keys) or 'none'})"
-                                "; save the samples as np.savez(FILE, images=uint8_array)")
-            images = archive["images"]
-    except AttributeError:  # np.load gave a plain array: an .npy, not an archive
-        raise DataError(f"{path}: an .npy array, not an .npz archive; save it with "
-                        "np.savez(FILE, images=ARRAY)") from None
-    except DataError:
-        raise
+        archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz file ({' '.join(str(exc).split())})"
                         ) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # an .npy: one bare array
+        raise DataError(f"{path}: an .npy array, not an .npz archive; save it with "
+                        "np.savez(FILE, images=ARRAY)")
+    with archive:
+        keys = list(archive.keys())
+        if "images" not in keys:
+            raise DataError(f"{path}: no 'images' array (it has: {', '.join(keys) or 'none'}); "
+                            "save the samples as np.savez(FILE, images=uint8_array)")
+        try:
+            images = archive["images"]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise DataError(f"{path}: cannot read its 'images' array "
+                            f"({' '.join(str(exc).split())})") from None
     if images.dtype != np.uint8:
         raise DataError(f"{path}: 'images' is {images.dtype}, expected uint8 (0..255, "
                         "0 = background)")

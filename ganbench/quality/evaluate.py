@@ -85,6 +85,7 @@ class EvalSets:
     real_labels: Optional["torch.Tensor"]
     stand_in: "torch.Tensor"
     n: int
+    stand_in_labels: Optional["torch.Tensor"] = None  # labels of ``stand_in``, where known
 
 
 def max_eval_n(heldout_count: int) -> int:
@@ -131,7 +132,9 @@ def eval_sets(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
     order = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(seed))
     first, second = order[:n_used], order[n_used:2 * n_used]
     labels = heldout_labels[second] if heldout_labels is not None else None
-    return EvalSets(real=heldout[second], real_labels=labels, stand_in=heldout[first], n=n_used)
+    stand_in_labels = heldout_labels[first] if heldout_labels is not None else None
+    return EvalSets(real=heldout[second], real_labels=labels, stand_in=heldout[first], n=n_used,
+                    stand_in_labels=stand_in_labels)
 
 
 def real_reference_row(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
