@@ -101,13 +101,16 @@ def nearest_distances(x: torch.Tensor, pool: torch.Tensor, shift: int = SHIFT_PX
 
     in [-1, 1] pixel units; an exact copy, or a copy moved by whole pixels within range with
     nothing pushed out of the frame, gives exactly 0. ``shift=0`` is the plain pixel
-    nearest-neighbour distance. Every value returned is an exact distance of one (shift, pool
-    image) pair, so never below the true minimum; it is the minimum whenever the best pair is
-    among the ``candidates`` pairs the screen ranks first (see the module docstring).
+    nearest-neighbour distance. Every value returned is the distance of one (shift, pool image)
+    pair, so never below the true minimum; it is the minimum (up to float32 round-off between
+    near-ties, about 1e-5) whenever the nearest pool image is among the ``candidates`` the
+    screen ranks first (see the module docstring).
     """
     if x.dim() != 4 or x.shape[1] != 1 or x.shape[1:] != pool.shape[1:]:
         raise ValueError(f"nearest_distances needs images of one shape (N, 1, S, S); got "
                          f"{tuple(x.shape)} and {tuple(pool.shape)}")
+    if len(pool) == 0:
+        raise ValueError("nearest_distances needs at least one pool image")
     n, _, side, _ = x.shape
     f, width = screen_factor(side), 2 * shift + 1
     blocks = side // f
