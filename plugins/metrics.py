@@ -12,10 +12,11 @@ every row of a run once per run. This module registers all of them.
 Numbers from these metrics are comparable only with numbers made with the same classifier
 weights (``ganbench/assets/digit_classifier.json`` records their SHA-256), at the same image
 size and (for FID) at similar sample counts: FID is biased upward at small N (Binkowski et
-al. 2018, "Demystifying MMD GANs"; KID is not), and resizing alone moves it (the classifier sees 28x28, so
-32x32 and 64x64 digits reach it through different resampling). :func:`ganbench.quality.evaluate.evaluate`
-tags every row with ``metric_n`` and ``metric_image_size`` for that reason. Compare against the
-"real data" row (:func:`ganbench.quality.evaluate.real_reference_row`), scored the same way at the same N.
+al. 2018, "Demystifying MMD GANs"; KID is not), and resizing alone moves it (the classifier
+sees 28x28, so 32x32 and 64x64 digits reach it through different resampling).
+:func:`ganbench.quality.evaluate.evaluate` tags every row with ``metric_n`` and
+``metric_image_size`` for that reason. Compare against the "real data" row
+(:func:`ganbench.quality.evaluate.real_reference_row`), scored the same way at the same N.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def mean_and_covariance(features: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
     x = features.double()
     if len(x) < 2:
-        raise TooFewSamplesError(f"a covariance (fid-digits) needs at least 2 samples, got {len(x)}")
+        raise TooFewSamplesError(f"a covariance (fid-digits) needs at least 2 samples, got "
+                                 f"{len(x)}")
     mu = x.mean(0)
     centred = x - mu
     return mu, centred.T @ centred / (len(x) - 1)
@@ -394,8 +396,8 @@ def ganbench_register_metrics(register):
                         directions={"modes_covered": "higher", "modes_kl": "lower",
                                     "modes_share_*": "closer"}))
     register(MetricSpec(name="memorisation", factory=Memorisation,
-                        summary="Share of samples nearer a training image (shifts of up to 2 px "
-                        "allowed) than 99% of held-out digits of their class",
+                        summary="Near-copies of training digits (2-px shifts allowed, per-class "
+                        "thresholds from held-out digits)",
                         why_unavailable=classifier_unavailable,
                         # memo_nn_ratio is a diagnostic (about 1 for new digits, 0 for copies,
                         # above 1 for samples far from every digit): no better direction.
