@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from ganbench.errors import ConfigError
+from ganbench.errors import ConfigError, DataError
 from ganbench.specs import MetricContext
 
 if TYPE_CHECKING:
@@ -47,6 +47,13 @@ def __getattr__(name: str):
     if name == "DEFAULT_METRICS":
         return default_metrics()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class TooFewSamplesError(DataError, ValueError):
+    """A metric cannot score sets this small; the message names the metric and its minimum.
+
+    A user error (exit 2 on the command line: ``ganbench score`` of a handful of images) and a
+    ValueError (what the metric's arithmetic raised before it had a name of its own)."""
 
 
 def _on_cpu(x: "torch.Tensor") -> "torch.Tensor":
@@ -96,6 +103,7 @@ class EvalSets:
     real_labels: Optional["torch.Tensor"]
     stand_in: "torch.Tensor"
     n: int
+    stand_in_labels: Optional["torch.Tensor"] = None  # labels of ``stand_in``, where known
 
 
 def max_eval_n(heldout_count: int) -> int:
@@ -142,7 +150,9 @@ def eval_sets(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
     order = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(seed))
     first, second = order[:n_used], order[n_used:2 * n_used]
     labels = heldout_labels[second] if heldout_labels is not None else None
-    return EvalSets(real=heldout[second], real_labels=labels, stand_in=heldout[first], n=n_used)
+    stand_in_labels = heldout_labels[first] if heldout_labels is not None else None
+    return EvalSets(real=heldout[second], real_labels=labels, stand_in=heldout[first], n=n_used,
+                    stand_in_labels=stand_in_labels)
 
 
 def real_reference_row(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],

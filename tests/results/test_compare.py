@@ -357,7 +357,7 @@ def test_builtin_metric_directions_come_from_their_specs():
     specs = get_registry().metrics
     assert dict(specs["fid-digits"].directions) == {"fid_digits": "lower"}
     assert dict(specs["prdc"].directions) == {"prdc_precision": "closer",
-                                              "prdc_density": "closer", "prdc_*": "higher"}
+                                              "prdc_density": "closer", "prdc_recall": "higher", "prdc_coverage": "higher"}
     assert cmp.is_quality("fid_digits") and not cmp.is_quality("img_per_s")
 
 
