@@ -12,17 +12,21 @@ import pandas as pd
 
 from ganbench.bench.accuracy import ACCURACY_LIMITS
 
-SUMMARY_COLUMNS = ["kernel", "site", "pass", "batch", "N", "Dqk", "Dv", "median_ms", "p10_ms",
-                   "p90_ms", "graph_median_ms", "count", "tflops", "gb_per_s", "roofline_pct",
-                   "bound", "rel_err_max", "peak_extra_mem_bytes", "backend", "suspect",
-                   "status"]
+# The tables' columns: ``spread_ms`` is shown only ("p10-p90 ms": p10_ms-p90_ms in one cell,
+# so a narrow terminal drops the spread whole, never half of it); the files keep both.
+SUMMARY_COLUMNS = ["kernel", "site", "pass", "batch", "N", "Dqk", "Dv", "median_ms",
+                   "spread_ms", "count", "graph_median_ms", "tflops", "gb_per_s",
+                   "roofline_pct", "bound", "rel_err_max", "peak_extra_mem_bytes", "backend",
+                   "suspect", "status"]
+COLUMN_CHOICES = SUMMARY_COLUMNS + ["p10_ms", "p90_ms"]  # what --columns may name
 KEYS = ["kernel", "site", "pass"]
 # Left out first, in this order, when the printed table must fit a terminal (the files and
 # --columns keep them): the shape's details and derived rates go before the timing's spread
-# and count, which say how far the median can be trusted.
-DROPPABLE = ["Dqk", "Dv", "batch", "gb_per_s", "backend", "bound", "peak_extra_mem_bytes",
-             "tflops", "roofline_pct", "rel_err_max", "N", "p10_ms", "p90_ms",
-             "graph_median_ms", "count"]
+# and count, which say how far the median can be trusted (the site gives N). Only the
+# keys, ms, suspect and status are not listed (render drops those last, from the right).
+DROPPABLE = ["Dqk", "Dv", "batch", "N", "gb_per_s", "backend", "bound", "peak_extra_mem_bytes",
+             "tflops", "roofline_pct", "rel_err_max", "graph_median_ms", "spread_ms", "count",
+             "p10_ms", "p90_ms"]
 JSON_KIND = "ganbench-bench-attention"  # ganbench.results.compare.BENCH_KIND reads this format
 FILES = ("csv", "json", "md", "png")
 SUSPECT = "fwd>fwd+bwd"  # the flag's cell text
@@ -61,6 +65,18 @@ def _with_flags(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(suspect=suspect_flags(df))
 
 
+def _for_people(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """``df`` with the display column ``spread_ms`` and the formats that show it."""
+    from ganbench.results.table import Format, as_is, missing, sig
+
+    df = _with_flags(df)
+    if {"p10_ms", "p90_ms"} <= set(df.columns):
+        df = df.assign(spread_ms=[
+            "" if missing(lo) or missing(hi) else f"{sig(lo, 3)}-{sig(hi, 3)}"
+            for lo, hi in zip(df["p10_ms"], df["p90_ms"])])
+    return df, {"spread_ms": Format("p10-p90 ms", as_is, numeric=False)}
+
+
 def notes(df: pd.DataFrame) -> list[str]:
     """One line per derived column saying how it was measured, from the table itself."""
     env = df.iloc[0]
@@ -96,7 +112,9 @@ def notes(df: pd.DataFrame) -> list[str]:
                      f"{env['dtype']}: {ACCURACY_LIMITS[env['dtype']]:g}")
     suspect = suspect_pairs(df)
     if suspect:
-        pairs = "; ".join(f"{kernel} {site} ({fwd:.3g} ms > {both:.3g} ms)"
+        from ganbench.results.table import sig
+
+        pairs = "; ".join(f"{kernel} {site} ({sig(fwd, 3)} ms > {sig(both, 3)} ms)"
                           for _, kernel, site, fwd, both in suspect)
         lines.append(f"suspect timing ({SUSPECT}): a forward slower than its own forward + "
                      f"backward, which includes it: recompilation or load during its timing, "
@@ -121,8 +139,8 @@ def to_markdown(df: pd.DataFrame, header: str = "",
     of attention-bench.md (not fitted to a width: a file)."""
     from ganbench.results.table import render
 
-    df = _with_flags(df)
-    table = render(df, _shown(df, columns)) if len(df) else "(no rows)"
+    df, formats = _for_people(df)
+    table = render(df, _shown(df, columns), formats=formats) if len(df) else "(no rows)"
     lines = [header] if header else []
     if len(df):
         lines += notes(df)
@@ -138,8 +156,8 @@ def to_text(df: pd.DataFrame, columns: Optional[Sequence[str]] = None,
 
     if not len(df):
         return "(no rows)"
-    df = _with_flags(df)
-    table = render(df, _shown(df, columns), width=width, style="simple",
+    df, formats = _for_people(df)
+    table = render(df, _shown(df, columns), width=width, style="simple", formats=formats,
                    droppable=() if columns else DROPPABLE, keys=KEYS)
     text = notes(df)
     if width:

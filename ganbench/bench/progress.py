@@ -26,8 +26,10 @@ REDRAW_S = 1.0      # a terminal's bar is redrawn this often while a row is busy
 
 def row_line(row: dict) -> str:
     """One finished row: kernel, site, pass, median (p10-p90, count), graph median, error."""
-    def ms(value) -> str:
-        return "?" if value is None or value != value else f"{value:.3g}"
+    from ganbench.results.table import sig  # standard library only, like this module
+
+    def ms(value) -> str:  # 3 significant figures, never scientific: 1234 ms, 0.0512 ms
+        return sig(value, 3) or "?"
 
     text = (f"{row['kernel']} {row['site']} {row.get('pass', row.get('pass_'))}: "
             f"{ms(row['median_ms'])} ms (p10-p90 {ms(row['p10_ms'])}-{ms(row['p90_ms'])}, "

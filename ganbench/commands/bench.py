@@ -62,16 +62,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.bench.output import SUMMARY_COLUMNS, check_out_dir
+    from ganbench.bench.output import COLUMN_CHOICES, check_out_dir
     from ganbench.bench.progress import BenchProgress
     from ganbench.errors import ConfigError
 
     # Checks that need no torch first: a mistake costs no import and prints one line.
     if args.columns:
-        unknown = [c for c in args.columns if c not in SUMMARY_COLUMNS]
+        unknown = [c for c in args.columns if c not in COLUMN_CHOICES]
         if unknown:
             raise ConfigError(f"--columns: no column {', '.join(unknown)}; choose from "
-                              + ", ".join(SUMMARY_COLUMNS))
+                              + ", ".join(COLUMN_CHOICES))
     for flag, value, least in (("--batch", args.batch, 1), ("--repeats", args.repeats, 1),
                                ("--warmup", args.warmup, 0), ("--min-time", args.min_time, 0)):
         if value is not None and not (least <= value < math.inf):  # NaN fails this too

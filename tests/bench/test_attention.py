@@ -220,6 +220,10 @@ def test_a_variant_is_skipped_where_its_kernel_cannot_run():
     (["--variant", "eager-attn:=3"], "--variant takes KERNEL:KEY=VALUE"),
     (["--variant", "no-such-attn:x=1"], "unknown attention kernel(s) no-such-attn"),
     (["--option", "eager-attn"], "--option takes PLUGIN.KEY=VALUE"),
+    (["--min-time", "-1"], "--min-time must be a finite number >= 0, got -1"),
+    (["--min-time", "nan"], "--min-time must be a finite number >= 0, got nan"),
+    (["--repeats", "0"], "--repeats must be a finite number >= 1, got 0"),
+    (["--columns", "kernel,speed"], "--columns: no column speed"),
 ])
 def test_bad_options_are_one_line_exit_2(tmp_path, capsys, args, fragment):
     code = main(["bench", "attention", "--device", "cpu", "--quick", "--kernels", "eager-attn",
