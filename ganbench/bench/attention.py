@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from dataclasses import replace
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 import pandas as pd
@@ -71,7 +72,7 @@ def bench_one(name: str, attend, shape: Shape, B: int, dtype: str, device: str, 
     ``graph_status``; an accuracy check that fails or exceeds the dtype's limit sets the
     status and keeps the timings. ``case`` returns the accuracy inputs and float64 answers for
     ``shape`` (run_benchmark shares one per shape between kernels); default: computed here.
-    ``doing`` hears each phase as it starts ("warm-up and timing", "CUDA graph", ...).
+    ``doing`` hears each phase as it starts ("warm-up", "timing", "CUDA graph", ...).
     """
     q, k, v, do = make_inputs(B, shape, DTYPES[dtype], device)
     backward = pass_ == "fwd+bwd"
@@ -84,8 +85,11 @@ def bench_one(name: str, attend, shape: Shape, B: int, dtype: str, device: str, 
         row["backend"] = backend_used(*(t.detach().requires_grad_(backward) for t in (q, k, v)))
     fn = make_call(attend, q, k, v, do, pass_)
     try:
-        doing(f"{policy.warmup} warm-up calls (compiles, if the kernel does), then timing")
-        seconds = time_calls(fn, device, policy)
+        doing(f"{policy.warmup} warm-up call(s), compiling if the kernel does")
+        for _ in range(policy.warmup):
+            fn()
+        doing("timing")
+        seconds = time_calls(fn, device, replace(policy, warmup=0))
         doing("peak memory")
         row["peak_extra_mem_bytes"], row["mem_method"] = peak_extra_memory(fn, device)
     except torch.cuda.OutOfMemoryError:
