@@ -16,7 +16,7 @@ options), shape and pass (forward; forward + backward) a row records:
 * peak extra memory, the backend that ran where a kernel can say (``attend.backend_used(q, k,
   v)``: sdpa-attn reports SDPA's flash/efficient/cuDNN/math choice), and the environment;
 * ``suspect``: set on a forward row slower than its own forward + backward, which cannot be a
-  real cost (recompilation or load during the forward's timing); see ``output.py``.
+  real cost (recompilation or load during the forward's timing); see ``suspect.py``.
 
 The table, notes and files are in ``output.py``, the chart in ``figure.py``.
 """
@@ -32,14 +32,15 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import pandas as pd
 import torch
 
-from ganbench.bench import one_line
+from ganbench.bench import one_line, plan
 from ganbench.bench.accuracy import AccuracyCase, accuracy_case, check_accuracy
-from ganbench.bench.output import suspect_flags, to_json, to_text, write_outputs  # noqa: F401
-from ganbench.bench import plan
+# ``report`` (and any older caller) reaches the bench's outputs through this module too.
+from ganbench.bench.output import to_json, to_text, write_outputs  # noqa: F401
 from ganbench.bench.plan import KernelRun, build_attend, unique_known
 from ganbench.bench.progress import BenchProgress
 from ganbench.bench.roofline import device_peaks, roofline
 from ganbench.bench.shapes import DTYPES, PASSES, Shape, make_call, make_inputs
+from ganbench.bench.suspect import suspect_flags
 from ganbench.bench.timing import (TimingPolicy, peak_extra_memory, summary, time_calls,
                                    time_graph)
 from ganbench.kernels.attention.reference import (attention_exps, attention_flops,

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ganbench.bench.shapes import PASSES
+from ganbench.bench.suspect import suspect_flags
 
 GRAPH_LABEL = "CUDA-graph replay"
 
@@ -24,8 +25,6 @@ def chart(df: pd.DataFrame):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ganbench.bench.output import suspect_flags
 
     df = df.assign(suspect=suspect_flags(df))
     timed = df[df["median_ms"].notna()]

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ganbench.bench.accuracy import ACCURACY_LIMITS
+from ganbench.bench.suspect import SUSPECT, suspect_flags, suspect_pairs
 
 # The tables' columns: ``spread_ms`` is shown only ("p10-p90 ms": p10_ms-p90_ms in one cell,
 # so a narrow terminal drops the spread whole, never half of it); the files keep both.
@@ -29,33 +29,6 @@ DROPPABLE = ["Dqk", "Dv", "batch", "N", "gb_per_s", "backend", "bound", "peak_ex
              "p10_ms", "p90_ms"]
 JSON_KIND = "ganbench-bench-attention"  # ganbench.results.compare.BENCH_KIND reads this format
 FILES = ("csv", "json", "md", "png")
-SUSPECT = "fwd>fwd+bwd"  # the flag's cell text
-
-
-def suspect_pairs(df: pd.DataFrame) -> list[tuple]:
-    """(row index, kernel, site, fwd median ms, fwd+bwd median ms) of every forward row whose
-    median is slower than the median of the same kernel's forward + backward at the same site
-    (and N). The latter includes the former's work, so such a pair is no real cost: a
-    recompilation or load hit the forward while it was timed."""
-    if not len(df) or not {"kernel", "site", "pass", "median_ms"} <= set(df.columns):
-        return []
-    keys = ["kernel", "site"] + (["N"] if "N" in df.columns else [])
-    both = df[df["pass"] == "fwd+bwd"].drop_duplicates(keys).set_index(keys)["median_ms"]
-    pairs = []
-    for index, row in df[df["pass"] == "fwd"].iterrows():
-        paired = both.get(tuple(row[k] for k in keys))
-        if paired is not None and pd.notna(paired) and pd.notna(row["median_ms"]) \
-                and row["median_ms"] > paired:
-            pairs.append((index, row["kernel"], row["site"], row["median_ms"], paired))
-    return pairs
-
-
-def suspect_flags(df: pd.DataFrame) -> pd.Series:
-    """Per row: :data:`SUSPECT` on the forward rows of :func:`suspect_pairs`, else None."""
-    flags = pd.Series([None] * len(df), index=df.index, dtype=object)
-    for index, *_ in suspect_pairs(df):
-        flags[index] = SUSPECT
-    return flags
 
 
 def _with_flags(df: pd.DataFrame) -> pd.DataFrame:
@@ -79,6 +52,8 @@ def _for_people(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 
 def notes(df: pd.DataFrame) -> list[str]:
     """One line per derived column saying how it was measured, from the table itself."""
+    from ganbench.bench.accuracy import ACCURACY_LIMITS  # (imports torch: not at start-up)
+
     env = df.iloc[0]
     lines = [f"device: {env['device_name']} ({env['device']}), dtype {env['dtype']}, "
              f"torch {env['torch_version']}, triton {env['triton_version']}, "

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from ganbench.bench.progress import BenchProgress
     from ganbench.errors import ConfigError
 
-    # Checks that need no torch first: a mistake costs no import and prints one line.
+    # Checks that need no torch first: a mistake costs no torch import and prints one line.
     if args.columns:
         unknown = [c for c in args.columns if c not in COLUMN_CHOICES]
         if unknown:
@@ -142,7 +142,8 @@ def _bench(args: argparse.Namespace, out: Path, progress) -> int:
     try:
         paths = write_outputs(df, out, header, recorded)
     except WriteError as exc:
-        raise ResultsWriteError(f"{exc}; nothing in {out} was replaced, and the table "
-                                f"printed above is the complete result") from exc
+        raise ResultsWriteError(f"{exc}; nothing in {out} was replaced, and the "
+                                f"{'JSON' if args.json else 'table'} printed above is the "
+                                f"complete result") from exc
     print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0 if (df["status"] == "ok").all() else 1
