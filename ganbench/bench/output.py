@@ -61,9 +61,9 @@ def notes(df: pd.DataFrame) -> list[str]:
     counts = df.loc[df["count"] > 0, "count"] if "count" in df else pd.Series(dtype=float)
     if len(counts):
         low, high = int(counts.min()), int(counts.max())
-        lines.append(f"ms: median time per call over n timed calls after warm-up (n = "
-                     f"{low if low == high else f'{low}-{high}'} per row, until a minimum "
-                     f"count and time, capped); p10-p90: the spread of those calls")
+        lines.append(f"ms: median time per call over the row's n timed calls after warm-up "
+                     f"(n = {low if low == high else f'{low}-{high}'} per row); p10-p90: "
+                     f"the spread of those calls")
     methods = df["mem_method"].dropna().unique() if "mem_method" in df else []
     lines.append("extra MiB (peak_extra_mem_bytes): " + ("; ".join(methods) if len(methods)
                                                          else "no row ran"))
