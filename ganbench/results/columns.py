@@ -142,6 +142,10 @@ CORE: dict[str, dict] = {
     "graph_p10_ms": _c(fmt="sig3"),
     "graph_p90_ms": _c(fmt="sig3"),
     "graph_status": _c(fmt="text"),
+    "graph_count": _c("graph n", fmt="int"),  # replays timed per row
+    # "fwd>fwd+bwd": a forward timed slower than its own forward+backward (recompilation or
+    # load during the row): the number is suspect, not the kernel
+    "suspect": _c("suspect", fmt="text"),
     "flops": _c(fmt="general"),
     "exps": _c(fmt="general"),
     "options": _c(fmt="text"),
