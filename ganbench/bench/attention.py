@@ -15,7 +15,7 @@ options), shape and pass (forward; forward + backward) it records:
 * peak extra memory, the backend that ran where a kernel can say (``attend.backend_used(q, k,
   v)``: sdpa-attn reports SDPA's flash/efficient/cuDNN/math choice), and the environment.
 
-Timing follows DESIGN.md: warm-up calls (which include torch.compile's and Triton's compilation)
+Timing follows docs/measurement.md: warm-up calls (which include torch.compile's and Triton's compilation)
 are not counted; on CUDA each call is timed with CUDA events and read after one synchronise;
 on the CPU with ``time.perf_counter``.
 """
@@ -766,7 +766,7 @@ def write_outputs(df: pd.DataFrame, out_dir: Path, header: str = "",
     """attention-bench.{csv,json,md,png} in ``out_dir`` (csv and json: every column, the json
     in :func:`to_json`'s format; md: the summary columns); returns the paths by format. No png
     when no row has a timing. Each file is written atomically."""
-    from ganbench.results.store import atomic_write_text
+    from ganbench.files.atomic import write_text as atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: out_dir / f"attention-bench.{ext}" for ext in ("csv", "json", "md", "png")}

@@ -24,7 +24,8 @@ from typing import Optional
 import pandas as pd
 
 from ganbench.results.compare import HIGHER, REFERENCE_STATUS, direction
-from ganbench.results.store import atomic_write_text, read_table
+from ganbench.files.atomic import write_text as atomic_write_text
+from ganbench.results.store import read_table
 
 MIB = 2 ** 20
 

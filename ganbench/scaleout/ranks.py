@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from ganbench.sweep import run_folder
 from ganbench.scaleout.distributed import BASELINE_DIR, DataParallel
-from ganbench.errors import UserError
+from ganbench.errors import GanbenchError, StorageError, UserError
 from ganbench.sweep.execute import execute
 from ganbench.sweep.plan import make_plan
 from ganbench.sweep.progress import Progress, Silent
@@ -60,17 +60,19 @@ def run_ranks(cfg, echo=print, resume: bool = False, retry_failed: bool = False,
 
 
 def _on_rank0(rep: DataParallel, work):
-    """``work()`` on rank 0, its result on every rank; a UserError there is raised on every
-    rank (the others would otherwise wait for rank 0 forever)."""
+    """``work()`` on rank 0, its result on every rank; a GanbenchError there is raised on every
+    rank (the others would otherwise wait for rank 0 forever), as a UserError or, for the
+    machine's or a plugin's failure (exit 1), a StorageError with the same line."""
     result, error = None, None
     if rep.is_rank0:
         try:
             result = work()
-        except UserError as exc:
-            error = str(exc)
+        except GanbenchError as exc:
+            error = (isinstance(exc, UserError), str(exc))
     result, error = rep.share((result, error))
     if error is not None:
-        raise UserError(error)
+        users, text = error
+        raise UserError(text) if users else StorageError(text)
     return result
 
 
