@@ -3,144 +3,29 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-# Kept in step with ganbench.config.DEFAULT_CHECKPOINT_EVERY (not imported: `ganbench --help`
-# must not import torch, and config is cheap but this module imports only the standard library).
-DEFAULT_CHECKPOINT_EVERY = 50
-# Options that say how to run rather than what to measure: the only ones --resume accepts.
-RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns")
+from ganbench.options import RESUME_OVERRIDES, RUN_OPTIONS, add_options, columns, run_config
 
 NAME = "run"
 HELP = "train and benchmark every combination of the named plugins"
+SYNOPSIS = "--plugins NAMES"
+DESCRIPTION = (
+    "Train and benchmark every combination the named architectures, losses and attention "
+    "kernels make: images/s, step-time median and p10-p90 spread, peak memory, sample quality "
+    "(digit-classifier FID, IS, precision/recall, density/coverage, mode coverage), sample "
+    "grids and attention maps, written to a run folder after every row (results.csv/.json/.md). "
+    "An interrupted run continues with --resume; --nproc N trains data-parallel under torchrun, "
+    "--jobs K trains K combinations side by side.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plugins", metavar="NAMES",
-                   help="comma-separated architectures, losses and attention kernels, "
-                        "e.g. dcgan,sagan or sagan,triton-attn (see `ganbench plugins`); "
-                        "required unless --resume")
-    p.add_argument("--metrics", metavar="NAMES",
-                   help="comma-separated metric plugins, or 'none' (default: all available)")
-    p.add_argument("--data", default="embedded", metavar="SOURCE",
-                   help="embedded (default, shipped MNIST subset), mnist:DIR (IDX files), "
-                        "folder:DIR (images)")
-    p.add_argument("--digits", default="7,8", help="digits to train on, or 'all' (default "
-                                                  "7,8 as the textbook)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
-    p.add_argument("--steps", type=int, help="training iterations (default: 180 on CPU, "
-                                             "1000 on CUDA)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--image-size", type=int, help="32, 64 or 128 (default: 32 on CPU, 64 on "
-                                                  "CUDA)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="auto",
-                   help="auto (default: bf16 autocast on CPUs with native bf16, fp32 on other "
-                        "CPUs and on CUDA), fp32, or bf16 (autocast)")
-    p.add_argument("--memory-format", default="channels_last",
-                   choices=["channels_last", "contiguous"],
-                   help="memory format of G's and D's weights and activations (default "
-                        "channels_last)")
-    p.add_argument("--warmup", type=int, help="untimed first steps (default min(10, steps/5))")
-    p.add_argument("--eval-n", type=int, default=None,
-                   help="generated samples per metric evaluation (default 2000, or half the "
-                        "held-out digits when fewer: 1001 for the embedded 7s and 8s; more is "
-                        "an error)")
-    p.add_argument("--eval-every", type=int, default=0, metavar="K",
-                   help="also evaluate every K steps and write quality curves")
-    p.add_argument("--target-fid", type=float, metavar="X",
-                   help="record the wall time at which fid_digits first drops below X")
-    p.add_argument("--baseline", choices=["textbook"],
-                   help="also train each architecture with the textbook's own step (fp32, "
-                        "eager, its default loss and kernel) and add speedup_vs_textbook to "
-                        "every row")
-    p.add_argument("--cuda-graph", action="store_true",
-                   help="capture each training step once as a CUDA graph and replay it "
-                        "(CUDA only; the row says if capture was impossible and why)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the whole G and D")
-    p.add_argument("--compile-mode", default="default",
-                   help="torch.compile mode for --compile")
-    p.add_argument("--option", action="append", default=[], metavar="PLUGIN.KEY=VALUE",
-                   help="an option for an attention kernel's factory, e.g. "
-                        "compile-attn.mode=max-autotune (repeatable)")
-    p.add_argument("--out", type=Path, help="run folder (default results/runs/<time>-<names>)")
-    p.add_argument("--columns", metavar="NAMES",
-                   help="comma-separated columns of the printed table (default: the ones that "
-                        "matter, fitted to the terminal; results.csv always has every column)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress, notes or warnings on stderr and no table on stdout: only "
-                        "the line 'results: RUN_DIR' (the table is in RUN_DIR/results.md); "
-                        "errors are still shown")
-    p.add_argument("--in-process", action="store_true",
-                   help="train in this process instead of one fresh process per combination "
-                        "(faster start; CPU peak memory is then not per combination)")
-    faults = p.add_argument_group("interrupts and resume")
-    faults.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY,
-                        metavar="K",
-                        help="save each combination's training state every K steps to "
-                             "RUN_DIR/checkpoints/ so --resume can continue it (default "
-                             f"{DEFAULT_CHECKPOINT_EVERY}; 0: never)")
-    faults.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue an interrupted run with the settings in its "
-                             "config.json: finished combinations keep their rows, an "
-                             "unfinished one continues from its last checkpoint (only "
-                             f"{', '.join('--' + o.replace('_', '-') for o in RESUME_OVERRIDES)} "
-                             "may be given with it; --nproc must be the run's)")
-    faults.add_argument("--retry-failed", action="store_true",
-                        help="with --resume: also retrain the combinations whose row says "
-                             "crashed, oom or failed, from their last checkpoint")
-    faults.add_argument("--force", action="store_true",
-                        help="start afresh in an --out folder that holds another run: its "
-                             "rows, checkpoints and artifacts are deleted first")
-    scale = p.add_argument_group("scale-out (README: Scale-out)")
-    scale.add_argument("--nproc", type=int, metavar="N",
-                       help="data-parallel training on N ranks: execs `torchrun --standalone "
-                            "--nproc-per-node N -m ganbench run` with the other options. "
-                            "--batch-size stays the global batch (N ranks x batch/N each)")
-    scale.add_argument("--sync-bn", action="store_true",
-                       help="with N ranks: BatchNorm -> SyncBatchNorm (global-batch "
-                            "statistics; CUDA only)")
-    scale.add_argument("--scaling", action="store_true",
-                       help="with N ranks: also time each combination on 1 rank (per-rank "
-                            "batch) and fill scaling_efficiency")
-    scale.add_argument("--jobs", type=int, default=1, metavar="K",
-                       help="train K combinations at once, each in its own worker process "
-                            "(timings then share the machine: see parallel_jobs)")
-
-
-def _columns(value):
-    from ganbench.errors import ConfigError
-
-    names = tuple(p.strip() for p in (value or "").split(",") if p.strip())
-    if value is not None and not names:
-        raise ConfigError("--columns is empty; give comma-separated column names")
-    return names or None
+    """The options of ganbench.options.RUN_OPTIONS (one table: help, config, docs)."""
+    add_options(p, RUN_OPTIONS)
 
 
 def config_from_args(args: argparse.Namespace):
-    from ganbench.config import RunConfig, parse_digits, parse_names, parse_options
-    from ganbench.errors import ConfigError
-
-    if args.plugins is None:
-        raise ConfigError("--plugins is required, e.g. --plugins dcgan,sagan (or continue a run "
-                          "with --resume RUN_DIR)")
-    metrics = None
-    if args.metrics is not None:
-        metrics = () if args.metrics.strip().lower() == "none" else parse_names(args.metrics,
-                                                                                "--metrics")
-    return RunConfig(plugins=parse_names(args.plugins, "--plugins"), metrics=metrics,
-                     data=args.data, digits=parse_digits(args.digits), device=args.device,
-                     steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
-                     seed=args.seed, dtype=args.dtype,
-                     memory_format=args.memory_format, warmup=args.warmup, eval_n=args.eval_n,
-                     eval_every=args.eval_every, target_fid=args.target_fid,
-                     compile=args.compile, compile_mode=args.compile_mode,
-                     baseline=args.baseline, cuda_graph=args.cuda_graph,
-                     options=parse_options(args.option), out=args.out,
-                     quiet=args.quiet, isolate=not args.in_process,
-                     columns=_columns(args.columns),
-                     checkpoint_every=args.checkpoint_every,
-                     jobs=args.jobs, sync_bn=args.sync_bn, scaling=args.scaling)
+    """The RunConfig of the parsed command line (ganbench.options.run_config)."""
+    return run_config(vars(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,7 +79,7 @@ def _resume(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, quiet=args.quiet,  # how to run, not what: not inherited
                               isolate=cfg.isolate and not args.in_process,
                               jobs=args.jobs if args.jobs != 1 else cfg.jobs,
-                              columns=_columns(args.columns) or cfg.columns)
+                              columns=columns(args.columns) or cfg.columns)
     if not launched_by_torchrun():  # under torchrun the ranks check it (ganbench.sweep.resume.start)
         check_world_size(args.resume, cfg.world_size, args.nproc or 1)
     if args.nproc is not None and args.nproc > 1:
