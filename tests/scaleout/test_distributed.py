@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from helpers import tiny_run_args
 
 from ganbench.commands import run as cmd_run
 from ganbench.scaleout import pool as scaleout
@@ -25,8 +26,7 @@ from ganbench.scaleout.ranks import check
 from ganbench.errors import ConfigError
 from ganbench.training.loop import Batches
 
-TINY = ["--device", "cpu", "--image-size", "32", "--batch-size", "8", "--steps", "3",
-        "--warmup", "1", "--metrics", "none", "--seed", "3"]
+TINY = tiny_run_args(quiet=None, seed=3)
 
 
 # ------------------------------------------------------------------------------------------

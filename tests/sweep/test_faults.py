@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from helpers import tiny_run_args
 
 from ganbench import registry as registry_module
 from ganbench.files import atomic
@@ -30,7 +31,7 @@ from ganbench.results import store as results
 from ganbench.training.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
                                  save_checkpoint)
 from ganbench.cli import main
-from ganbench.results.store import atomic_write_text
+from ganbench.files.atomic import write_text as atomic_write_text
 
 FAULT_PLUGIN = '''
 """BCE with an injected fault from the FAIL_AT-th discriminator step on."""
@@ -110,8 +111,7 @@ def ganbench_register_losses(register):
                           factory=lambda fault=fault: make(fault)))
 '''
 
-TINY = ["--metrics", "none", "--warmup", "1", "--batch-size", "8", "--image-size", "32",
-        "--device", "cpu", "--quiet"]
+TINY = tiny_run_args(steps=None)  # each test gives its own --steps
 
 
 @pytest.fixture(scope="module")
@@ -551,14 +551,6 @@ def test_triton_attn_on_cpu_without_the_interpreter_says_how_to_debug(tmp_path):
     assert line.startswith("ganbench: error: triton-attn cannot run on cpu")
     assert "TRITON_INTERPRET=1" in line
     assert not (tmp_path / "never").exists()
-
-
-def test_cli_default_checkpoint_interval_matches_the_config():
-    from ganbench.commands import run as cmd_run
-    from ganbench.config import DEFAULT_CHECKPOINT_EVERY, RunConfig
-
-    assert cmd_run.DEFAULT_CHECKPOINT_EVERY == DEFAULT_CHECKPOINT_EVERY
-    assert RunConfig(plugins=("dcgan",)).checkpoint_every == DEFAULT_CHECKPOINT_EVERY
 
 
 # ------------------------------------------------------------------------------------------
