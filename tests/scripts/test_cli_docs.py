@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # tests/scripts/ -> the repository
 spec = importlib.util.spec_from_file_location("cli_docs", REPO / "scripts" / "cli_docs.py")
 cli_docs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(cli_docs)
