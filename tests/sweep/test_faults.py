@@ -219,6 +219,7 @@ def test_exception_nan_and_oom_in_process_become_rows(faults_in_process, tmp_pat
     assert ok["triton_interpret"] is (os.environ.get("TRITON_INTERPRET") == "1")
 
 
+@pytest.mark.slow  # 8 s CPU (user+sys), measured on the loaded 2-core VM
 def test_hard_crashes_in_workers_become_rows_and_the_sweep_goes_on(fault_env, tmp_path):
     out = tmp_path / "run"
     # Two hard deaths in a row: the second combination runs although the first one's process
@@ -260,6 +261,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # 15 s CPU (user+sys), measured on the loaded 2-core VM
 def test_sigterm_mid_run_keeps_finished_rows_and_resume_finishes_the_rest(fault_env, tmp_path):
     out = tmp_path / "run"
     # slow-loss sleeps 0.2 s a step from step 3 on: after the first checkpoint (step 2) the
@@ -597,6 +599,7 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
     return condition()
 
 
+@pytest.mark.slow  # 9 s CPU (user+sys), measured on the loaded 2-core VM
 def test_case1_a_second_run_on_a_busy_folder_exits_2_and_the_first_is_untouched(
         fault_env, tmp_path):
     out = tmp_path / "run"
@@ -733,6 +736,7 @@ def test_case4_sigkill_of_the_parent_takes_the_worker_with_it_then_resume(
     assert not [p for p in out.rglob("*.partial*")]
 
 
+@pytest.mark.slow  # 10 s CPU (user+sys), measured on the loaded 2-core VM
 def test_case5_a_full_disk_names_the_file_and_gives_the_combination_a_row(fault_env, tmp_path):
     out = tmp_path / "run"
     res = ganbench(fault_env, "run", "--plugins", "dcgan,bce,enospc-loss", "--steps", "3",
@@ -859,6 +863,7 @@ def test_case8_torchrun_killed_then_resumed_on_the_same_number_of_ranks(fault_en
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
+@pytest.mark.slow  # 11 s CPU (user+sys), measured on the loaded 2-core VM
 def test_off_a_terminal_stdout_has_only_results_and_stderr_the_rest_once(fault_env, tmp_path):
     import re
 
@@ -888,6 +893,7 @@ def test_off_a_terminal_stdout_has_only_results_and_stderr_the_rest_once(fault_e
             phase
 
 
+@pytest.mark.slow  # 6 s CPU (user+sys), measured on the loaded 2-core VM
 def test_quiet_prints_only_where_the_results_are(fault_env, tmp_path):
     out = tmp_path / "run"
     res = ganbench(fault_env, "run", "--plugins", "dcgan,warn-loss,eager-attn", "--steps", "3",
