@@ -15,7 +15,7 @@ options), shape and pass (forward; forward + backward) it records:
 * peak extra memory, the backend that ran where a kernel can say (``attend.backend_used(q, k,
   v)``: sdpa-attn reports SDPA's flash/efficient/cuDNN/math choice), and the environment.
 
-Timing follows docs/measurement.md: warm-up calls (which include torch.compile's and Triton's compilation)
+Timing follows docs/measurement.md: warm-up calls (with torch.compile's and Triton's compilation)
 are not counted; on CUDA each call is timed with CUDA events and read after one synchronise;
 on the CPU with ``time.perf_counter``.
 """

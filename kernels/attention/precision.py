@@ -22,7 +22,7 @@ moves the softmax visibly.
 
 It then measures forward and gradient errors of the fp32 path against float64 for each
 triton-attn variant (small-n, tiled with each backward) and names the likely cause from the
-size of the worst error (docs/measurement.md, "The GPU step"): ~1e-3 relative means TF32 operands slipped
+size of the worst error (docs/measurement.md): ~1e-3 relative means TF32 operands slipped
 in; 1e-5..1e-4 means the approximate exp2/log2/division of the GPU and the tolerance (2e-5)
 is too tight for it; order 1 means a code-generation or indexing fault (try
 ``input_precision="tf32x3"`` in ``_dot`` to route around the FMA path, and read the TTGIR).
