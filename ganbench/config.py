@@ -3,6 +3,11 @@
 Every bad value fails here with a one-line :class:`ConfigError` (the CLI turns it into exit 2)
 before anything is trained or written. Values that depend on the device ("auto" steps and image
 size) are resolved by :func:`resolve`, so the stored config says what actually ran.
+
+This module is the one source of the run's defaults and choices: :class:`RunConfig`'s field
+defaults and the tuples below. ``ganbench run --help``, docs/cli.md and the README's command
+table are rendered from them through :mod:`ganbench.options` (a test checks every default and
+choice list shown in the help against these). Standard library only at import time.
 """
 
 from __future__ import annotations
@@ -21,13 +26,23 @@ MEMORY_FORMATS = ("channels_last", "contiguous")
 # (SAGAN 32x32, batch 64, 1 thread, AMD EPYC with avx512_bf16: 1016 -> 550 ms with
 # channels_last; scripts/cpu_step_options.py). Without them oneDNN emulates bf16, slower than fp32.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-# Default budgets. A textbook SAGAN step (batch 64, 64x64) takes ~2 s on the project's 2-core
-# CPU and DCGAN ~0.9 s, against ~0.30 s and ~0.18 s at 32x32 (measured 2026-11-28 on the quiet
-# machine). `ganbench run --plugins dcgan,sagan` at 200 steps took 110 s end to end, so the CPU
-# default is 180 steps at 32x32, to stay under two minutes with some margin. That is early
-# training (blurry strokes, fid_digits 450-750); about 600 steps give clear 7s and 8s.
+# Default budgets. On the CPU: the textbook's models at 32x32 for 600 steps, the point where
+# both digit classes appear (fid_digits falls below 150 between 400 and 500 steps for SAGAN, at
+# about 600 for DCGAN); `ganbench run --plugins dcgan,sagan` then takes about 105 s on a 2-core
+# CPU with native bf16 (README "Defaults and budgets"; results/default-run-cpu). 200 steps give
+# strokes rather than digits. On CUDA: the textbook's 64x64 images.
 CPU_DEFAULTS = {"steps": 600, "image_size": 32}
 CUDA_DEFAULTS = {"steps": 1000, "image_size": 64}
+# Untimed warm-up steps when --warmup is not given: min(WARMUP_CAP, steps // WARMUP_SHARE).
+# Ten steps cover the allocator's and autotuners' first calls (docs/measurement.md); a short run
+# keeps four fifths of its steps timed.
+WARMUP_CAP = 10
+WARMUP_SHARE = 5
+# Generated samples scored per metric evaluation when --eval-n is not given, if the held-out
+# half of the data allows as many (the embedded 7s and 8s allow 1001); FID-like distances are
+# biased by N, so only rows of one N compare.
+DEFAULT_EVAL_N = 2000
+BASELINES = ("textbook",)   # --baseline: the chapter's own training step as an extra row
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 # torch.compile's modes (torch._inductor.list_mode_options() in torch 2.13); checked here so a
 # typo fails before any training instead of inside every worker.
@@ -63,8 +78,8 @@ class RunConfig:
     seeds: tuple[int, ...] = ()                 # training seeds; (): just (seed,)
     dtype: str = "auto"                         # bf16 on CPUs with native bf16, else fp32
     memory_format: str = "channels_last"        # of G's and D's weights and activations
-    warmup: Optional[int] = None                # None: min(10, steps // 5) untimed steps
-    eval_n: Optional[int] = None                # samples scored; None: 2000 or the held-out max
+    warmup: Optional[int] = None                # None: min(WARMUP_CAP, steps // 5) untimed
+    eval_n: Optional[int] = None                # samples scored; None: DEFAULT_EVAL_N or fewer
     eval_every: int = 0                         # 0: evaluate only at the end
     target_fid: Optional[float] = None
     compile: bool = False                       # torch.compile the whole G and D
@@ -112,8 +127,9 @@ class RunConfig:
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got "
                               f"{self.checkpoint_every!r}")
-        if self.baseline is not None and self.baseline != "textbook":
-            raise ConfigError(f"--baseline must be textbook, got {self.baseline!r}")
+        if self.baseline is not None and self.baseline not in BASELINES:
+            raise ConfigError(f"--baseline must be one of {', '.join(BASELINES)}, got "
+                              f"{self.baseline!r}")
         if self.eval_every < 0:
             raise ConfigError(f"--eval-every must be >= 0, got {self.eval_every}")
         _positive("--jobs", self.jobs)
@@ -295,7 +311,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
         warmup = cfg.warmup if cfg.warmup is not None else BUDGET_WARMUP
     else:
         steps = cfg.steps if cfg.steps is not None else defaults["steps"]
-        warmup = cfg.warmup if cfg.warmup is not None else min(10, steps // 5)
+        warmup = cfg.warmup if cfg.warmup is not None else min(WARMUP_CAP, steps // WARMUP_SHARE)
         if warmup >= steps:
             raise ConfigError(f"--warmup ({warmup}) must be smaller than --steps ({steps})")
     dtype = cfg.dtype if cfg.dtype != "auto" else auto_dtype(device)

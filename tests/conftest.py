@@ -10,6 +10,7 @@ import os
 
 os.environ["GANBENCH_LOAD_PLUGINS"] = ""  # built-ins only, whatever the shell exports
 os.environ.pop("GANBENCH_BLOCK_PLUGINS", None)
+os.environ.pop("GANBENCH_MNIST", None)  # `classifier --mnist`'s default: the help shows its name
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 try:

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from ganbench.config import RunConfig, parse_digits, parse_names, resolve
@@ -101,3 +103,26 @@ def test_world_size_is_recorded_and_validated():
     with pytest.raises(ConfigError, match="world_size must be a positive integer"):
         RunConfig(plugins=("dcgan",), world_size=0)
 
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"baseline": "book"}, "--baseline must be one of textbook, got 'book'"),
+    ({"compile_mode": "fast"}, "--compile-mode must be one of default, reduce-overhead"),
+    ({"checkpoint_every": -1}, "--checkpoint-every must be >= 0"),
+])
+def test_choices_and_limits_come_from_the_config_tuples(kwargs, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        RunConfig(plugins=("dcgan",), **kwargs)
+
+
+@pytest.mark.parametrize("steps, warmup", [(600, 10), (30, 6), (4, 0), (1000, 10)])
+def test_warmup_default_is_min_of_the_cap_and_a_fifth(steps, warmup):
+    cfg = resolve(RunConfig(plugins=("dcgan",), device="cpu", steps=steps))
+    assert cfg.warmup == warmup  # min(10, steps // 5), by hand
+
+
+def test_default_eval_n_is_one_number_for_config_and_quality():
+    from ganbench.config import DEFAULT_EVAL_N
+    from ganbench.quality import evaluate
+
+    assert DEFAULT_EVAL_N == 2000 and evaluate.DEFAULT_EVAL_N is DEFAULT_EVAL_N

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from helpers import tiny_run_args
 
 from ganbench import cli
 from ganbench import registry as reg
@@ -262,8 +263,7 @@ EXPLODING_FACTORY = """
     def ganbench_register_losses(register):
         register(LossSpec(name="fake-exploding", summary="fails when built", factory=explode))
 """
-TINY_RUN = ("--metrics", "none", "--steps", "2", "--warmup", "1", "--batch-size", "8",
-            "--image-size", "32", "--quiet")
+TINY_RUN = tuple(tiny_run_args(steps=2, device=None))
 
 
 def check_factory_failure_rows(code: int, run_dir: Path) -> None:

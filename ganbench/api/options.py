@@ -24,7 +24,7 @@ from ganbench.errors import ConfigError
 # How to start a run rather than what it measures: the callers act on these; none is a setting.
 CONTROLS = ("resume", "retry_failed", "force", "nproc")
 # Options that say how to run rather than what to measure: the only ones a resume accepts.
-RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns")
+from ganbench.options import RESUME_OVERRIDES  # noqa: E402  (the options table's)
 # RunConfig fields that are no option of their own: ``isolate`` is ``not in_process``,
 # ``options`` is parsed from ``option``, ``budget_s`` from ``budget``, ``world_size`` is set by
 # torchrun.
@@ -112,12 +112,26 @@ def columns(value: Any) -> Optional[tuple[str, ...]]:
     return names
 
 
+def _check_choices(values: Mapping[str, Any]) -> None:
+    """A value outside a flag's choices fails with the line `ganbench run` prints for it."""
+    from ganbench.options import RUN_OPTIONS, invalid_choice, suggest
+
+    for option in RUN_OPTIONS:
+        value = values.get(option.dest)
+        if option.choices and value is not None and value not in option.choices:
+            choices = [str(c) for c in option.choices]
+            raise ConfigError(invalid_choice(option.name, repr(value), choices,
+                                             suggest(str(value), choices))
+                              + " (see `ganbench run --help`)")
+
+
 def config_from_options(options: Mapping[str, Any]) -> RunConfig:
     """The RunConfig of a fresh run: ``options`` by name (see the module docstring); names
     left out take RunConfig's defaults, which are the CLI's. CONTROLS are ignored (the caller
     acts on them). ConfigError (one line, the CLI's text) for an unknown name or a bad value."""
     check_names(options)
     values = {k: v for k, v in options.items() if k not in CONTROLS}
+    _check_choices(values)
     if values.get("plugins") is None:
         raise ConfigError("--plugins is required, e.g. --plugins dcgan,sagan (or continue a run "
                           "with --resume RUN_DIR)")

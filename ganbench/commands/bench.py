@@ -9,10 +9,18 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from ganbench.options import Option, add_options
 from ganbench.results.table import parse_columns
 
 NAME = "bench"
 HELP = "micro-benchmark a component on its own (attention kernels)"
+SYNOPSIS = "attention"
+DESCRIPTION = (
+    "Time every attention kernel at SAGAN's shapes (and N=4096), forward and forward+backward: "
+    "time per call and per CUDA-graph replay, TFLOP/s, GB/s, peak memory, % of roofline and its "
+    "bound (matmul, memory or exp), error against the float64 reference (rows over the dtype's "
+    "limit are marked inaccurate). --json prints the attention-bench.json that `ganbench "
+    "compare` reads; progress goes to stderr.")
 
 # Rows time at least --repeats calls and --min-time seconds each (see ganbench/bench/timing.py
 # for why 20 calls and 0.5 s). CPU defaults keep the batch small so the default run (3 kernels
@@ -23,42 +31,49 @@ CUDA_DEFAULTS = dict(batch=64, repeats=30, min_time=0.5, warmup=5, dtype="bf16",
 QUICK = dict(batch=2, repeats=3, min_time=0.0, warmup=1)
 
 
+def _per_device(key: str) -> str:
+    return f"{CUDA_DEFAULTS[key]} on CUDA, {CPU_DEFAULTS[key]} on CPU"
+
+
+OPTIONS = (
+    Option("what", "what to benchmark", choices=("attention",)),
+    Option("--device", "auto (cuda if available), cpu, cuda[:N]", default="auto"),
+    Option("--dtype", "input dtype", choices=("fp32", "bf16", "fp16"),
+           default_text=_per_device("dtype")),
+    Option("--batch", "batch size", type=int, metavar="N", default_text=_per_device("batch")),
+    Option("--shapes", "textbook: SAGAN's 4 sites on 64x64 digits; scaled: N=4096 (128x128 "
+           "images); all: both", choices=("textbook", "scaled", "all"),
+           default_text=_per_device("shapes")),
+    Option("--kernels", "comma-separated attention plugins", metavar="NAMES",
+           default_text="every available one"),
+    Option("--option", "factory option for one of --kernels, e.g. compile-attn.mode="
+           "max-autotune (repeatable; VALUE is JSON where it parses, else text)",
+           action="append", metavar="KERNEL.KEY=VALUE"),
+    Option("--variant", "extra rows for KERNEL built with these options, labelled as written, "
+           "e.g. triton-attn:backward=atomic (repeatable)", action="append",
+           metavar="KERNEL:KEY=VALUE[,KEY=VALUE...]"),
+    Option("--repeats", "at least this many timed calls per row", type=int, metavar="N",
+           default_text=_per_device("repeats")),
+    Option("--min-time", "and at least this many seconds of timed calls per row; a row stops "
+           "at 5000 calls or 10 s unless these ask for more", type=float, metavar="SECONDS",
+           default_text=str(CPU_DEFAULTS["min_time"])),
+    Option("--warmup", "untimed calls first", type=int, metavar="N",
+           default_text=_per_device("warmup")),
+    Option("--out", "output folder", type=Path, metavar="DIR",
+           default_text="results/runs/<time>-bench-attention"),
+    Option("--json", "print the results as JSON (the attention-bench.json format that "
+           "`ganbench compare` reads) instead of the table; progress stays on stderr",
+           action="store_true"),
+    Option("--columns", "comma-separated columns of the printed table", type=parse_columns,
+           metavar="NAMES", default_text="the summary columns that have values, fitted to the "
+           "terminal"),
+    Option("--quick", f"smoke test: batch {QUICK['batch']}, {QUICK['repeats']} repeats, "
+           f"{QUICK['warmup']} warm-up call, no minimum time", action="store_true"),
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["attention"], help="what to benchmark")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"],
-                   help="input dtype (default: bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--batch", type=int, help="batch size (default: 64 on CUDA, 8 on CPU)")
-    p.add_argument("--shapes", choices=["textbook", "scaled", "all"],
-                   help="textbook: SAGAN's 4 sites on 64x64 digits; scaled: N=4096 (128x128 "
-                        "images); all: both (default: all on CUDA, textbook on CPU)")
-    p.add_argument("--kernels", metavar="NAMES",
-                   help="comma-separated attention plugins (default: every available one)")
-    p.add_argument("--option", action="append", default=[], metavar="KERNEL.KEY=VALUE",
-                   help="factory option for one of --kernels, e.g. compile-attn.mode="
-                        "max-autotune (repeatable; VALUE is JSON where it parses, else text)")
-    p.add_argument("--variant", action="append", default=[],
-                   metavar="KERNEL:KEY=VALUE[,KEY=VALUE...]",
-                   help="extra rows for KERNEL built with these options, labelled as written, "
-                        "e.g. triton-attn:backward=atomic (repeatable)")
-    p.add_argument("--repeats", type=int,
-                   help="at least this many timed calls per row (default: 30 CUDA, 20 CPU)")
-    p.add_argument("--min-time", type=float, metavar="SECONDS",
-                   help="and at least this many seconds of timed calls per row (default 0.5); "
-                        "a row stops at 5000 calls or 10 s unless these ask for more")
-    p.add_argument("--warmup", type=int, help="untimed calls first (default: 5 CUDA, 2 CPU)")
-    p.add_argument("--out", type=Path, help="output folder (default "
-                                            "results/runs/<time>-bench-attention)")
-    p.add_argument("--json", action="store_true",
-                   help="print the results as JSON (the attention-bench.json format that "
-                        "`ganbench compare` reads) instead of the table; progress stays on "
-                        "stderr")
-    p.add_argument("--columns", type=parse_columns, metavar="NAMES",
-                   help="comma-separated columns of the printed table (default: the summary "
-                        "columns that have values, fitted to the terminal)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"smoke test: batch {QUICK['batch']}, {QUICK['repeats']} repeats, "
-                        "no minimum time")
+    add_options(p, OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,11 +15,31 @@ import argparse
 import os
 
 from ganbench.errors import ConfigError
+from ganbench.options import Option, add_options
 
 NAME = "classifier"
-HELP = "Train or evaluate the digit classifier used by fid-digits, is-digits, prdc and modes."
+HELP = "train or evaluate the digit classifier used by fid-digits, is-digits, prdc and modes"
+SYNOPSIS = "{train,eval}"
+DESCRIPTION = ("Retrain (train, seeded) or check (eval: test accuracy) the shipped digit "
+               "classifier behind the quality metrics fid-digits, is-digits, prdc and modes.")
 
 MNIST_ENV = "GANBENCH_MNIST"  # default for --mnist: a folder with the four MNIST IDX files
+
+
+TRAIN_OPTIONS = (
+    Option("--mnist", "folder with the four MNIST IDX files", metavar="DIR",
+           default=os.environ.get(MNIST_ENV), default_text=f"${MNIST_ENV}"),
+    Option("--seed", "seed", type=int, default=0),
+    Option("--epochs", "epochs", type=int, default=3),
+    Option("--out", "weights file to write; FILE.json gets the checksum", metavar="FILE",
+           default_text="the shipped ganbench/assets/digit_classifier.pt"),
+)
+EVAL_OPTIONS = (
+    Option("--mnist", "folder with the MNIST IDX files", metavar="DIR",
+           default=os.environ.get(MNIST_ENV),
+           default_text=f"${MNIST_ENV}, else the embedded subset's test split"),
+    Option("--weights", "weights to check", metavar="FILE", default_text="the shipped ones"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,20 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train = sub.add_parser("train", help="train on the 60k MNIST training digits",
                            description="Train the classifier (seeded, ~40 s on 2 CPU cores) and "
                            "write its weights and checksum record.")
-    train.add_argument("--mnist", metavar="DIR", default=os.environ.get(MNIST_ENV),
-                       help=f"folder with the four MNIST IDX files (default: ${MNIST_ENV})")
-    train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    train.add_argument("--epochs", type=int, default=3, help="epochs (default 3)")
-    train.add_argument("--out", metavar="FILE", default=None,
-                       help="weights file to write (default: the shipped "
-                       "ganbench/assets/digit_classifier.pt); FILE.json gets the checksum")
+    add_options(train, TRAIN_OPTIONS)
     evaluate = sub.add_parser("eval", help="test accuracy of the shipped (or given) weights",
                               description="Print the accuracy on the 10,000 MNIST test digits.")
-    evaluate.add_argument("--mnist", metavar="DIR", default=os.environ.get(MNIST_ENV),
-                          help="folder with the MNIST IDX files (default: $"
-                          f"{MNIST_ENV}, else the embedded subset's test split)")
-    evaluate.add_argument("--weights", metavar="FILE", default=None,
-                          help="weights to check (default: the shipped ones)")
+    add_options(evaluate, EVAL_OPTIONS)
     parser.set_defaults(_parser=parser)
 
 

@@ -19,29 +19,41 @@ import os
 import sys
 from pathlib import Path
 
+from ganbench.options import Option, add_options
 from ganbench.results.table import parse_columns
 
 NAME = "compare"
 HELP = ("compare two run tables, two bench-attention tables or two pytest-benchmark JSON "
         "files and flag regressions")
+SYNOPSIS = "OLD NEW"
+DESCRIPTION = (
+    "Deltas (signed %) per row and metric between two run tables, two bench-attention tables "
+    "(rows: kernel, shape, pass) or two pytest-benchmark JSON files, knowing which direction is "
+    "better (plugin metrics declare theirs); the p10-p90 spread and count where known, and "
+    "\"within noise\" when each median lies inside the other's range. Quality metrics are not "
+    "compared across image sizes or sample counts. --fail-on exits 1 on a regression, also when "
+    "piped into `head`.")
+
+
+OPTIONS = (
+    Option("old", "baseline: run folder, results.json/.csv, attention-bench.json/.csv, or a "
+           "pytest-benchmark JSON", type=Path),
+    Option("new", "candidate, of the same kind as OLD", type=Path),
+    Option("--fail-on", "comma-separated METRIC:+N% / METRIC:-N%: exit 1 when METRIC moves the "
+           "bad way by more than N% and beyond the noise (seeds, spreads, 1%), e.g. "
+           "'img_per_s:-10%,fid_digits:+15%'; for a closer-to-real metric (precision, density, "
+           "IS) N bounds the growth of its distance to the real-data row, either sign",
+           metavar="RULES"),
+    Option("--metrics", "compare only these comma-separated columns", metavar="NAMES",
+           type=parse_columns, default_text="every column whose better direction is known"),
+    Option("--format", "output format: markdown is fitted to the terminal; csv and json carry "
+           "every column at full precision", choices=("markdown", "csv", "json"),
+           default="markdown"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("old", type=Path, help="baseline: run folder, results.json/.csv, "
-                                          "attention-bench.json/.csv, or a pytest-benchmark JSON")
-    p.add_argument("new", type=Path, help="candidate, of the same kind as OLD")
-    p.add_argument("--fail-on", metavar="RULES",
-                   help="comma-separated METRIC:+N%% / METRIC:-N%%: exit 1 when METRIC moves "
-                        "the bad way by more than N%% and beyond the noise (seeds, spreads, "
-                        "1%%), e.g. 'img_per_s:-10%%,fid_digits:+15%%'; for a closer-to-real "
-                        "metric (precision, density, IS) N bounds the growth of its distance "
-                        "to the real-data row, either sign")
-    p.add_argument("--metrics", metavar="NAMES", type=parse_columns,
-                   help="compare only these comma-separated columns (default: every column "
-                        "whose better direction is known)")
-    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown",
-                   help="output format (default markdown, fitted to the terminal; csv and "
-                        "json carry every column at full precision)")
+    add_options(p, OPTIONS)
 
 
 def _emit(text: str) -> None:

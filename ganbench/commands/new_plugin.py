@@ -21,8 +21,13 @@ import argparse
 from pathlib import Path
 from string import Template
 
+from ganbench.options import Option, add_options
+
 NAME = "new-plugin"
 HELP = "scaffold a third-party plugin package (pyproject, hook implementation, tests)"
+SYNOPSIS = "NAME --kind loss"
+DESCRIPTION = ("Scaffold a plugin distribution, ganbench-NAME, with its entry point, one "
+               "working hook implementation of the kind and tests that pass as created.")
 DIST_PREFIX = "ganbench-"
 
 # Templates live beside this module as package data (ganbench/templates/new_plugin/*.tmpl),
@@ -56,13 +61,17 @@ TRY_IT = {
 KINDS = ("loss", "attention", "architecture", "metric", "dataset")
 
 
+OPTIONS = (
+    Option("name", f"the plugin's name, lowercase-hyphen (e.g. focal-loss); the package is "
+           f"{DIST_PREFIX}NAME", metavar="NAME"),
+    Option("--kind", "what it provides", choices=KINDS, default="loss"),
+    Option("--out", "folder to create the package in", type=Path, default=Path("."),
+           metavar="DIR"),
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", metavar="NAME",
-                   help="the plugin's name, lowercase-hyphen (e.g. focal-loss); the package is "
-                        f"{DIST_PREFIX}NAME")
-    p.add_argument("--kind", choices=KINDS, default="loss", help="what it provides (default loss)")
-    p.add_argument("--out", type=Path, default=Path("."),
-                   help="folder to create the package in (default: the current folder)")
+    add_options(p, OPTIONS)
 
 
 def plan_files(name: str, kind: str) -> dict[str, str]:

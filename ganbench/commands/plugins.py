@@ -6,17 +6,26 @@ import argparse
 import json
 import textwrap
 
+from ganbench.options import Option, add_options
+
 NAME = "plugins"
 HELP = "list the available plugins, their source and whether they can run here"
+DESCRIPTION = ("Every plugin by kind, its source (built-in or distribution==version), and "
+               "whether it runs here (with the reason if not).")
 HEADINGS = {"architecture": "architectures", "loss": "losses", "attention": "attention kernels",
             "metric": "metrics", "dataset": "datasets"}
 
 
+OPTIONS = (
+    Option("--device", "check availability for this device: auto (cuda if available), cpu, "
+           "cuda[:N]", default="auto"),
+    Option("--json", "print {\"device\", \"plugins\": [{kind, name, source, runs, reason, "
+           "summary, directions}], \"broken\", \"blocked\"} for scripts", action="store_true"),
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="check availability for this device")
-    p.add_argument("--json", action="store_true",
-                   help="print {\"device\", \"plugins\": [{kind, name, source, runs, reason, "
-                        "summary, directions}], \"broken\", \"blocked\"} for scripts")
+    add_options(p, OPTIONS)
 
 
 def listing(registry, device: str) -> list[dict]:

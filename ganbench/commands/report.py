@@ -11,35 +11,43 @@ import json
 import sys
 from pathlib import Path
 
+from ganbench.options import Option, add_options
 from ganbench.results.table import parse_columns
 
 NAME = "report"
 HELP = "reprint the results table of a run folder (--html: a page with charts and images)"
+SYNOPSIS = "RUN_DIR"
+DESCRIPTION = (
+    "Reprint a run's table, fitted to the terminal (units in the headers, blanks for missing "
+    "values); --columns to choose, --all-columns (cut into tables that fit), --json for "
+    "scripts; also reads a bench-attention folder. --html writes one self-contained page: "
+    "table, images/s and memory charts, quality curves, sample grids, attention maps.")
+
+
+OPTIONS = (
+    Option("run_dir", "a run folder (results/runs/...), its results.json/.csv, or a "
+           "bench-attention one", type=Path),
+    Option("--all-columns", "print every column (cut into several tables that fit the "
+           "terminal, each starting with the row's name)", action="store_true", exclusive="shown"),
+    Option("--columns", "comma-separated columns to print, in this order (e.g. "
+           "combo,img_per_s,fid_digits; step_ms is the median with p10-p90)", type=parse_columns,
+           metavar="NAMES", exclusive="shown"),
+    Option("--json", "print the rows as JSON ({\"rows\": [...]}, missing values null) for "
+           "scripts, instead of the table", action="store_true", exclusive="shown"),
+    Option("--html", "also write one self-contained HTML page", nargs="?", const="",
+           metavar="PATH", default_text="RUN_DIR/report.html when given without PATH"),
+    Option("--format", "gab-json: also write github-action-benchmark files gab-bigger.json "
+           "(customBiggerIsBetter) and gab-smaller.json (customSmallerIsBetter)",
+           choices=("table", "gab-json"), default="table"),
+    Option("--gab-dir", "where --format gab-json writes", type=Path, metavar="DIR",
+           default_text="RUN_DIR"),
+    Option("--reference", "with several seeds: judge every combination against COMBO in the "
+           "verdicts", metavar="COMBO", default_text="the run's --reference, else every pair"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, help="a run folder (results/runs/...), its "
-                                              "results.json/.csv, or a bench-attention one")
-    shown = p.add_mutually_exclusive_group()
-    shown.add_argument("--all-columns", action="store_true",
-                       help="print every column (cut into several tables that fit the "
-                            "terminal, each starting with the row's name)")
-    shown.add_argument("--columns", type=parse_columns, metavar="NAMES",
-                       help="comma-separated columns to print, in this order (e.g. "
-                            "combo,img_per_s,fid_digits; step_ms is the median with p10-p90)")
-    shown.add_argument("--json", action="store_true",
-                       help="print the rows as JSON ({\"rows\": [...]}, missing values null) "
-                            "for scripts, instead of the table")
-    p.add_argument("--html", nargs="?", const="", metavar="PATH",
-                   help="also write one self-contained HTML page (default RUN_DIR/report.html)")
-    p.add_argument("--format", choices=("table", "gab-json"), default="table",
-                   help="gab-json: also write github-action-benchmark files gab-bigger.json "
-                        "(customBiggerIsBetter) and gab-smaller.json (customSmallerIsBetter)")
-    p.add_argument("--gab-dir", type=Path, metavar="DIR",
-                   help="where --format gab-json writes (default RUN_DIR)")
-    p.add_argument("--reference", metavar="COMBO",
-                   help="with several seeds: judge every combination against COMBO in the "
-                        "verdicts (default: the run's --reference, else every pair)")
+    add_options(p, OPTIONS)
 
 
 def _check_reference(reference: str, df) -> None:

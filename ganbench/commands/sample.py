@@ -5,18 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ganbench.options import Option, add_options
+
 NAME = "sample"
 HELP = "draw samples from a trained generator of a run folder (uint8 .npz, optional PNG grid)"
+SYNOPSIS = "RUN_DIR --combo NAME --out F.npz"
+DESCRIPTION = ("Draw uint8 digits from a run's trained generator (models/COMBO.G.pt, loaded "
+               "weights-only) into an .npz file, and optionally a PNG grid of the first 64.")
+
+
+OPTIONS = (
+    Option("run_dir", "a run folder made by `ganbench run`", type=Path),
+    Option("--combo", "the combination, e.g. sagan+hinge+eager-attn", required=True,
+           metavar="NAME"),
+    Option("--n", "how many samples", type=int, default=2000),
+    Option("--seed", "seed of the noise", type=int, default=0),
+    Option("--device", "auto (cuda if available), cpu, cuda[:N]", default="auto"),
+    Option("--out", "output .npz file", type=Path, required=True, metavar="FILE"),
+    Option("--grid", "also write the first 64 samples as a PNG grid", type=Path,
+           metavar="PNG"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, help="a run folder made by `ganbench run`")
-    p.add_argument("--combo", required=True, help="the combination, e.g. sagan+hinge+eager-attn")
-    p.add_argument("--n", type=int, default=2000, help="how many samples (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, required=True, help="output .npz file")
-    p.add_argument("--grid", type=Path, help="also write the first 64 samples as a PNG grid")
+    add_options(p, OPTIONS)
 
 
 def load_generator(run_dir: Path, combo: str, device: str):

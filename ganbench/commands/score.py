@@ -19,35 +19,44 @@ import argparse
 import sys
 from pathlib import Path
 
+from ganbench.options import Option, add_options
+
 NAME = "score"
 HELP = ("score a set of digits (.npz or image folder) with the quality metrics, beside the "
         "real-data row")
+SYNOPSIS = "SAMPLES --digits 7,8"
+DESCRIPTION = (
+    "Score any set of digits (an .npz with a uint8 `images` array, e.g. `ganbench sample`'s "
+    "output, or a folder of images) with the full metric suite against the held-out digits, as "
+    "runs score their generators, with the real-data reference row beside it; --json prints "
+    "one object for scripts.")
 MIN_SIDE, MAX_SIDE = 8, 256  # --image-size range: the classifier sees 28x28 either way
 
 
+OPTIONS = (
+    Option("samples", ".npz with a uint8 'images' array (N x H x W or N x 1 x H x W, "
+           "0 = background; `ganbench sample` writes one) or a folder of images", type=Path,
+           metavar="SAMPLES"),
+    Option("--digits", "the digits the samples should be, or 'all': they are scored against "
+           "held-out digits of these classes", default="7,8"),
+    Option("--image-size", f"side the samples are scored at, {MIN_SIDE}-{MAX_SIDE}", type=int,
+           metavar="S", default_text="their own; other sizes are resized as runs resize real "
+           "digits"),
+    Option("--n", "score N of the samples, drawn with --seed", type=int, metavar="N",
+           default_text="all of them, up to half the held-out digits"),
+    Option("--metrics", "comma-separated metric plugins", metavar="NAMES",
+           default_text="every one available here"),
+    Option("--data", "where the held-out and training digits come from, as for `ganbench run "
+           "--data`", default="embedded", metavar="SOURCE"),
+    Option("--seed", "seed of the held-out split (as a run's --seed) and of --n's draw",
+           type=int, default=0),
+    Option("--json", "print one JSON object: metric column -> value, n, image_size, and "
+           "real_data (the reference row's columns)", action="store_true"),
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("samples", type=Path, metavar="SAMPLES",
-                   help=".npz with a uint8 'images' array (N x H x W or N x 1 x H x W, "
-                        "0 = background; `ganbench sample` writes one) or a folder of images")
-    p.add_argument("--digits", default="7,8",
-                   help="the digits the samples should be, or 'all' (default 7,8): they are "
-                        "scored against held-out digits of these classes")
-    p.add_argument("--image-size", type=int, metavar="S",
-                   help=f"side the samples are scored at, {MIN_SIDE}-{MAX_SIDE} (default: "
-                        "their own; other sizes are resized as runs resize real digits)")
-    p.add_argument("--n", type=int, metavar="N",
-                   help="score N of the samples, drawn with --seed (default: all of them, up "
-                        "to half the held-out digits)")
-    p.add_argument("--metrics", metavar="NAMES",
-                   help="comma-separated metric plugins (default: every one available here)")
-    p.add_argument("--data", default="embedded", metavar="SOURCE",
-                   help="where the held-out and training digits come from, as for `ganbench "
-                        "run --data` (default embedded)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the held-out split (as a run's --seed) and of --n's draw")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object: metric column -> value, n, image_size, and "
-                        "real_data (the reference row's columns)")
+    add_options(p, OPTIONS)
 
 
 def read_samples(path: Path):

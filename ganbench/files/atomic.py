@@ -28,6 +28,8 @@ import threading
 from pathlib import Path
 from typing import Iterator, Union
 
+from ganbench.errors import WriteError  # noqa: F401  (raised here; public as atomic.WriteError)
+
 PARTIAL_MARK = ".partial"  # in every temporary file's name; see sweep_partials
 
 
@@ -39,21 +41,6 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give: results are ordinary, shareable files
-
-
-class WriteError(OSError):
-    """A file could not be written; ``str()`` is one line naming the path and the reason."""
-
-    def __init__(self, path: Union[str, Path], cause: BaseException):
-        reason = (cause.strerror if isinstance(cause, OSError) and cause.strerror
-                  else " ".join(str(cause).split()) or type(cause).__name__)
-        errno = cause.errno if isinstance(cause, OSError) else None
-        super().__init__(errno, reason, str(path))
-        self.path = Path(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"cannot write {self.path}: {self.reason}"
 
 
 def temp_path_for(path: Path) -> Path:

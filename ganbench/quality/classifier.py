@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganbench.errors import DataError, UserError
+from ganbench.errors import ChecksumError, DataError
 
 INPUT_SIZE = 28
 FEATURE_DIM = 64
@@ -62,10 +62,6 @@ WEIGHTS_PATH = ASSETS / "digit_classifier.pt"
 # Per-unit mean and standard deviation of the pre-activations over fixed training digits (see
 # pre_activation_scale), recorded beside the weights so no run has to recompute them.
 SCALE_PATH = ASSETS / "digit_classifier_scale.json"
-
-
-class ChecksumError(UserError):
-    """The weights file is not the one whose checksum was recorded."""
 
 
 def checksum_path(weights: Path) -> Path:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from ganbench.errors import ConfigError, DataError
+from ganbench.config import DEFAULT_EVAL_N
+from ganbench.errors import ConfigError, DataError, PluginError
 from ganbench.specs import MetricContext
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
     from ganbench.registry import Registry
 
-DEFAULT_EVAL_N = 2000  # samples scored when --eval-n is not given, if the held-out set allows
 TAG_COLUMNS = ("metric_n", "metric_image_size")  # what every evaluate() row is tagged with
 
 
@@ -71,7 +71,7 @@ def evaluate(metric_names: Iterable[str], fake: "torch.Tensor", real: "torch.Ten
     ``metric_image_size`` = S (see the module docstring). An unknown name raises
     UnknownPluginError (with close matches); a metric unavailable on ``context.device`` raises
     ConfigError with its reason (drop it from the list to run without it); two metrics writing
-    the same column (or a metric writing a tag column) raise ValueError.
+    the same column (or a metric writing a tag column) raise PluginError.
     """
     fake, real = _on_cpu(fake), _on_cpu(real)
     row: dict[str, float] = {"metric_n": len(fake), "metric_image_size": int(fake.shape[-1])}
@@ -83,7 +83,7 @@ def evaluate(metric_names: Iterable[str], fake: "torch.Tensor", real: "torch.Ten
         columns = dict(spec.factory().compute(fake, real, context))
         clash = sorted(set(columns) & set(row))
         if clash:
-            raise ValueError(f"metric {name!r} writes column(s) {', '.join(clash)} that an "
+            raise PluginError(f"metric {name!r} writes column(s) {', '.join(clash)} that an "
                              "earlier metric (or the tags) already wrote")
         row.update(columns)
     return row

@@ -33,7 +33,8 @@ from ganbench.results.charts import (curves_chart, finite, interval_chart,  # no
                                      throughput_chart)
 from ganbench.results.columns import (CLOSER, HEADLINE, HIGHER, LOWER, PER_CLASS, column,
                                       direction, distance_to_real)
-from ganbench.results.store import atomic_write_text, read_table
+from ganbench.files.atomic import write_text as atomic_write_text
+from ganbench.results.store import read_table
 
 MIB = 2 ** 20
 GAB_FILES = {HIGHER: "gab-bigger.json", LOWER: "gab-smaller.json"}

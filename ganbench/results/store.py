@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 import pandas as pd
 
 from ganbench.files import atomic
-from ganbench.errors import UserError
+from ganbench.errors import ResultsWriteError, UserError
 from ganbench.results.columns import PER_CLASS
 
 TABLE_CSV = "results.csv"
@@ -32,13 +32,6 @@ TABLE_MD = "results.md"
 LEAD_COLUMNS = ["combo", "architecture", "loss", "attention", "status", "steps", "batch_size",
                 "image_size", "dtype", "step_ms_median", "step_ms_p10", "step_ms_p90",
                 "img_per_s", "peak_mem_bytes"]
-
-
-class ResultsWriteError(UserError):
-    """The results table could not be written (disk full, folder removed): exit code 1, since
-    the run itself failed rather than the user's input. The previous table is left intact."""
-
-    exit_code = 1
 
 
 def to_frame(rows: Iterable[dict]) -> pd.DataFrame:
@@ -296,8 +289,3 @@ def with_display_columns(df: pd.DataFrame) -> pd.DataFrame:
 def display_columns(df: pd.DataFrame) -> list[str]:
     """Every column --columns may name for this table (its own and the display ones)."""
     return list(with_display_columns(df).columns)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`ganbench.files.atomic.write_text`)."""
-    atomic.write_text(path, text)

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch.distributed as dist
 
-from ganbench.errors import UserError
+from ganbench.errors import GanbenchError, StorageError, UserError
 from ganbench.results.store import write_table
 from ganbench.scaleout.distributed import BASELINE_DIR, DataParallel
 from ganbench.scaleout.pool import check_ranks
@@ -79,17 +79,19 @@ class RankStrategy:
             plan.cfg, device=self.rep.device, world_size=world))
 
     def on_writer(self, work: Callable):
-        """``work()`` on rank 0, its result on every rank; a UserError there is raised on
-        every rank (the others would otherwise wait for rank 0 forever)."""
+        """``work()`` on rank 0, its result on every rank; a GanbenchError there is raised on
+        every rank (the others would otherwise wait for rank 0 forever), as a UserError or, for
+        the machine's or a plugin's failure (exit 1), a StorageError with the same line."""
         result, error = None, None
         if self.rep.is_rank0:
             try:
                 result = work()
-            except UserError as exc:
-                error = str(exc)
+            except GanbenchError as exc:
+                error = (isinstance(exc, UserError), str(exc))
         result, error = self.rep.share((result, error))
         if error is not None:
-            raise UserError(error)
+            users, text = error
+            raise UserError(text) if users else StorageError(text)
         return result
 
     def opened(self, run_dir: Path, plan: Plan) -> None:

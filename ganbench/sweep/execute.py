@@ -327,9 +327,9 @@ def failure_status(exc: BaseException) -> str:
 def one_line(exc: BaseException) -> str:
     """The row's ``error``: the exception in one line. Errors whose text already says it all
     (a failed write, a kernel breaking its contract) are given without their class name."""
-    from ganbench.errors import UserError
+    from ganbench.errors import GanbenchError
 
-    plain = isinstance(exc, (atomic.WriteError, UserError))
+    plain = isinstance(exc, GanbenchError)
     text = str(exc) if plain else f"{type(exc).__name__}: {exc}"
     lines = text.strip().splitlines()
     return lines[0] if lines else type(exc).__name__

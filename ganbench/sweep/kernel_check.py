@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ganbench.errors import UserError
-
-
-class KernelContractError(UserError):
-    """An attention kernel returned something the contract does not allow."""
+from ganbench.errors import KernelContractError
 
 
 def check_output(name: str, q, k, v, o) -> None:

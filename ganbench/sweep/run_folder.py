@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from ganbench.files import atomic
-from ganbench.errors import UserError
+from ganbench.errors import FolderBusy, UserError
 
 LOCK_FILE = "run.lock"
 CONFIG_FILE = "config.json"
@@ -35,10 +35,6 @@ TABLE_JSON = "results.json"  # same names as ganbench.results.store writes
 RUN_FILES = ("config.json", "results.csv", "results.json", "results.md")
 RUN_FOLDERS = ("checkpoints", "models", "samples", "attention", "curves", "logs",
                "scaling-1rank")
-
-
-class FolderBusy(UserError):
-    """Another live process holds the run folder's lock."""
 
 
 def default_run_dir(plugins) -> Path:

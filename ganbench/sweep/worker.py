@@ -123,11 +123,8 @@ def run_one(cfg: RunConfig, trial, run_dir: Path, metric_names: list[str],
             with warnings_sent(warn):
                 return execute(cfg, trial, run_dir, metric_names, fresh_process=False,
                                resume=resume, report=report)
-        except UserError as exc:
-            if not _is_row_error(exc):
-                raise
-            log_failure(run_dir, trial.stem, traceback.format_exc())
-            return {**base, "status": "failed", "error": one_line(exc)}
+        except UserError:  # the user's mistake ends the run; a plugin's (PluginError) is a row
+            raise
         except Exception as exc:
             log_failure(run_dir, trial.stem, traceback.format_exc())
             status = failure_status(exc)
@@ -157,14 +154,6 @@ def run_one(cfg: RunConfig, trial, run_dir: Path, metric_names: list[str],
         raise KeyboardInterrupt
     log_failure(run_dir, trial.stem, message[2])
     return {**base, "status": message[0], "error": message[1]}
-
-
-def _is_row_error(exc: UserError) -> bool:
-    """UserErrors raised while training a combination that belong in its row rather than
-    ending the run: a kernel breaking its contract concerns that combination only."""
-    from ganbench.sweep.kernel_check import KernelContractError
-
-    return isinstance(exc, KernelContractError)
 
 
 def _wait(proc, queue, report: Callable, warn: Callable) -> Optional[tuple]:

@@ -23,13 +23,9 @@ import io
 from pathlib import Path
 
 from ganbench.files import atomic
-from ganbench.errors import UserError
+from ganbench.errors import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-class CheckpointError(UserError):
-    """A checkpoint is missing its checksum, damaged, altered, or holds something not allowed."""
 
 
 def checkpoint_path(run_dir: Path, combo_name: str) -> Path:

@@ -1,6 +1,6 @@
 """How numbers are taken: step timers, peak memory, and the environment every row carries.
 
-Honesty rules (DESIGN.md): warm-up steps are not counted; CUDA work is timed with CUDA events,
+Rules (docs/measurement.md): warm-up steps are not counted; CUDA work is timed with CUDA events,
 so the host never waits inside the loop and the figure is device time; we report the median
 with p10/p90 and the count, and images/s = batch / median step.
 """

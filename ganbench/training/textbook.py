@@ -13,25 +13,16 @@ its images/s / the baseline's images/s (the baseline's own row says 1.0).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Optional
 
-from ganbench.errors import UserError
-
-BASELINES = ("textbook",)
 SPEEDUP_COLUMN = "speedup_vs_textbook"
-
-
-def check_baseline(name: Optional[str]) -> None:
-    if name is not None and name not in BASELINES:
-        raise UserError(f"--baseline must be one of {', '.join(BASELINES)}, got {name!r}")
 
 
 def baseline_combos(combos: list, registry) -> list:
     """One textbook-step combination per architecture of ``combos``, in first-seen order, each
-    with the architecture's default loss and kernel; they run before the others."""
-    from ganbench.sweep.matrix import Combination
-
+    with the architecture's default loss and kernel; they run before the others. (Built by
+    replacing fields of a combination of the run, so this lower layer needs no sweep import.)"""
     seen: list = []
     for combo in combos:
         if combo.architecture in [c.architecture for c in seen]:
@@ -39,7 +30,7 @@ def baseline_combos(combos: list, registry) -> list:
         d = registry.architectures[combo.architecture].defaults
         kernel = d.attention if registry.architectures[combo.architecture].uses_attention \
             else None
-        seen.append(Combination(combo.architecture, d.loss, kernel, step="textbook"))
+        seen.append(dataclasses.replace(combo, loss=d.loss, attention=kernel, step="textbook"))
     return seen
 
 

@@ -14,21 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import one_line_exit_2, tiny_run_args
+
 from ganbench.cli import main
 from ganbench.scaleout.pool import usable_cpus
 
-
-def one_line_exit_2(argv: list[str], capsys, fragment: str) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ganbench: error:"), err
-    assert "Traceback" not in err and fragment in lines[0], lines[0]
-    return lines[0]
-
-
-TINY = ["--metrics", "none", "--steps", "2", "--batch-size", "8", "--device", "cpu"]
+TINY = tiny_run_args()
 
 
 @pytest.mark.parametrize("extra, fragment", [
@@ -40,32 +31,32 @@ TINY = ["--metrics", "none", "--steps", "2", "--batch-size", "8", "--device", "c
     (["--nproc", "0"], "--nproc must be a positive integer"),
     (["--retry-failed"], "--retry-failed goes with --resume"),
 ])
-def test_run_arguments_checked_before_torchrun_starts(tmp_path, capsys, extra, fragment):
+def test_run_arguments_checked_before_torchrun_starts(tmp_path, extra, fragment):
     out = tmp_path / "never"
     argv = ["run", "--plugins", "dcgan", "--out", str(out), *TINY]
     for flag, value in zip(extra[::2], extra[1::2]):  # later values win in argparse anyway
         argv += [flag, value]
     if extra == ["--retry-failed"]:
         argv.append("--retry-failed")
-    one_line_exit_2(argv, capsys, fragment)
+    one_line_exit_2(argv, fragment)
     assert not out.exists()
 
 
-def test_a_kernel_option_is_validated_at_plan_time(tmp_path, capsys):
+def test_a_kernel_option_is_validated_at_plan_time(tmp_path):
     if not shutil.which("g++") and not shutil.which("clang++"):
         pytest.skip("compile-attn needs a C++ compiler here")
     out = tmp_path / "never"
     one_line_exit_2(["run", "--plugins", "sagan,compile-attn", "--option",
-                     "compile-attn.mode=bogus", "--out", str(out), *TINY], capsys,
+                     "compile-attn.mode=bogus", "--out", str(out), *TINY],
                     "--option compile-attn.mode: compile-attn rejects it: Unrecognized "
                     "mode=bogus")
     assert not out.exists()
 
 
-def test_too_few_samples_for_a_knn_metric(tmp_path, capsys):
+def test_too_few_samples_for_a_knn_metric(tmp_path):
     out = tmp_path / "never"
     line = one_line_exit_2(["run", "--plugins", "dcgan", "--out", str(out), *TINY,
-                            "--metrics", "prdc", "--eval-n", "2"], capsys,
+                            "--metrics", "prdc", "--eval-n", "2"],
                            "cannot score --eval-n 2 samples")
     assert "k-nearest neighbours" in line and "raise --eval-n" in line
     assert not out.exists()
@@ -76,7 +67,7 @@ def _idx(path: Path, magic: int, shape: tuple, data: bytes = b"") -> None:
                      + data)
 
 
-def test_idx_images_with_zero_columns(tmp_path, capsys):
+def test_idx_images_with_zero_columns(tmp_path):
     mnist = tmp_path / "mnist"
     mnist.mkdir()
     for split in ("train", "t10k"):
@@ -84,7 +75,7 @@ def test_idx_images_with_zero_columns(tmp_path, capsys):
         _idx(mnist / f"{split}-labels-idx1-ubyte", 2049, (10,), bytes([7] * 10))
     out = tmp_path / "never"
     one_line_exit_2(["run", "--plugins", "dcgan", "--data", f"mnist:{mnist}", "--out", str(out),
-                     *TINY], capsys, "28 rows x 0 columns; an image needs at least one")
+                     *TINY], "28 rows x 0 columns; an image needs at least one")
     assert not out.exists()
 
 
@@ -135,7 +126,7 @@ def _edit(saved: dict, how: str):
     ("unknown architecture", "unknown"),
     ("truncated", "not a readable ganbench generator file"),
 ])
-def test_sample_refuses_edited_or_hostile_generators(tmp_path, capsys, how, fragment):
+def test_sample_refuses_edited_or_hostile_generators(tmp_path, how, fragment):
     run, saved = _generator_file(tmp_path)
     path = run / "models" / "dcgan+bce.G.pt"
     if how == "truncated":
@@ -145,13 +136,13 @@ def test_sample_refuses_edited_or_hostile_generators(tmp_path, capsys, how, frag
         torch.save(_edit(saved, how), path)
     out = tmp_path / "samples.npz"
     line = one_line_exit_2(["sample", str(run), "--combo", "dcgan+bce", "--n", "4",
-                            "--device", "cpu", "--out", str(out)], capsys, fragment)
+                            "--device", "cpu", "--out", str(out)], fragment)
     assert "weights_only=False" not in line and "trust" not in line  # no advice to disable
     assert not out.exists()
     assert not Path("/tmp/ganbench-pwned").exists()
 
 
-def test_sample_writes_atomically_from_a_good_file(tmp_path, capsys):
+def test_sample_writes_atomically_from_a_good_file(tmp_path):
     import numpy as np
 
     run, saved = _generator_file(tmp_path)
@@ -168,12 +159,12 @@ def test_sample_writes_atomically_from_a_good_file(tmp_path, capsys):
     ("wrong shapes", "its tensors do not fit the model"),
     ("bad record", "not a readable ganbench digit-classifier file"),
 ])
-def test_classifier_eval_refuses_edited_or_hostile_weights(tmp_path, capsys, how, fragment):
+def test_classifier_eval_refuses_edited_or_hostile_weights(tmp_path, how, fragment):
     path = tmp_path / "w.pt"
     torch.save({"x": Payload()} if how == "hostile" else {"conv.weight": torch.zeros(2)}, path)
     record = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # a matching checksum
     path.with_suffix(".json").write_text("{oops" if how == "bad record" else json.dumps(record))
-    line = one_line_exit_2(["classifier", "eval", "--weights", str(path)], capsys, fragment)
+    line = one_line_exit_2(["classifier", "eval", "--weights", str(path)], fragment)
     assert "weights_only=False" not in line and "trust" not in line
     assert not Path("/tmp/ganbench-pwned").exists()
 
@@ -192,16 +183,16 @@ def _saved_run(tmp_path: Path, world_size: int) -> Path:
     return out
 
 
-def test_resume_of_a_two_rank_run_without_nproc_says_how(tmp_path, capsys):
+def test_resume_of_a_two_rank_run_without_nproc_says_how(tmp_path):
     out = _saved_run(tmp_path, 2)
-    one_line_exit_2(["run", "--resume", str(out)], capsys,
+    one_line_exit_2(["run", "--resume", str(out)],
                     f"was run on 2 ranks and this resume has 1; continue it with: ganbench run "
                     f"--resume {out} --nproc 2")
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]
 
 
-def test_resume_on_more_ranks_than_the_run_had(tmp_path, capsys):
+def test_resume_on_more_ranks_than_the_run_had(tmp_path):
     out = _saved_run(tmp_path, 1)
-    one_line_exit_2(["run", "--resume", str(out), "--nproc", "2"], capsys,
+    one_line_exit_2(["run", "--resume", str(out), "--nproc", "2"],
                     f"was run on 1 process and this resume has 2; continue it with: ganbench "
                     f"run --resume {out}")

@@ -12,7 +12,6 @@ valid array or raises DataError, nothing else. (The IDX reader is fuzzed in test
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -26,10 +25,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from helpers import assert_one_line_error, call_main
+
 from ganbench import data
-from ganbench.sweep import runner
-from ganbench.cli import main
 from ganbench.errors import DataError
+from ganbench.sweep import runner
 
 
 def png_bytes(array: np.ndarray, mode: str = "L") -> bytes:
@@ -116,14 +116,9 @@ def _no_exec(path, argv):
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
-    """main(argv) in this process: (exit code, stderr). SystemExit is argparse's way out."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, err.getvalue()
+    """main(argv) in this process: (exit code, stderr)."""
+    code, _, err = call_main(argv)
+    return code, err
 
 
 def check_results(run_dir: Path, code: int) -> None:
@@ -161,9 +156,8 @@ def test_fuzz_run_arguments(folders, changes):
 
         assert code in (0, 1, 2), (argv, code, err)
         assert "Traceback" not in err, (argv, err)
-        if code == 2 and "ganbench: error:" in err:
-            lines = err.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("ganbench: error:"), (argv, err)
+        if code == 2:  # every bad value, argparse's complaints included: one line
+            assert_one_line_error(code, err)
         check_results(out, code)
 
 
@@ -176,7 +170,9 @@ def test_fuzz_run_arguments(folders, changes):
     (["--digits", ""], "--digits is empty"),
     (["--digits", "10"], "between 0 and 9"),
     (["--seed", str(2**70)], "--seed must be an integer"),
-    (["--compile-mode", "fast"], "--compile-mode must be one of"),
+    (["--compile-mode", "fast"], "argument --compile-mode: invalid choice 'fast'; choose from "
+                                 "default, reduce-overhead"),
+    (["--dtype", "fp8"], "argument --dtype: invalid choice 'fp8'"),
     (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
     (["--data", "folder:{empty}"], "no images found"),
     (["--data", "folder:{corrupt}"], "not a readable image"),
@@ -192,9 +188,7 @@ def test_bad_values_get_one_line_and_exit_2(folders, tmp_path, argv, fragment):
         argv += ["--out", str(tmp_path / "never")]
     code, err = run_cli(["run", "--plugins", "dcgan", "--metrics", "none", "--device", "cpu",
                          *argv])
-    assert code == 2
-    [line] = err.strip().splitlines()
-    assert line.startswith("ganbench: error:") and fragment in line
+    assert_one_line_error(code, err, fragment)
     assert not (tmp_path / "never").exists()
 
 
@@ -206,14 +200,14 @@ def test_cuda_device_without_cuda_is_one_line(tmp_path):
     for command in (["run", "--plugins", "dcgan", "--out", str(tmp_path / "x")],
                     ["bench", "attention", "--quick"]):
         code, err = run_cli([*command, "--device", "cuda"])
-        assert code == 2 and "no CUDA device" in err and len(err.strip().splitlines()) == 1
+        assert_one_line_error(code, err, "no CUDA device")
 
 
 def test_sample_and_bench_reject_a_malformed_device(tmp_path):
     for command in (["sample", str(tmp_path), "--combo", "x", "--out", str(tmp_path / "s.npz")],
                     ["bench", "attention"]):
         code, err = run_cli([*command, "--device", "gpu0"])
-        assert code == 2 and "--device must be auto, cpu, cuda or cuda:N" in err
+        assert_one_line_error(code, err, "--device must be auto, cpu, cuda or cuda:N")
 
 
 # ------------------------------------------------------------------------------------------

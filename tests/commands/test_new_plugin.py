@@ -8,34 +8,32 @@ import sys
 
 import pytest
 
-from ganbench import cli
+from helpers import assert_one_line_error, call_main
+
 from ganbench.commands.new_plugin import DIST_PREFIX, KINDS
 
 
 def new_plugin(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(["new-plugin", *argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return call_main(["new-plugin", *argv])
 
 
 @pytest.mark.parametrize("bad", ["My-Loss", "my_loss", "my--loss", "loss-", "my loss",
                                  "ganbench-loss"])
 def test_bad_name_is_a_one_line_error(capsys, tmp_path, bad):
     code, _, err = new_plugin(capsys, bad, "--out", str(tmp_path))
-    assert code == 2
-    assert err.startswith("ganbench: error:") and err.count("\n") == 1
+    assert_one_line_error(code, err)
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
 def test_existing_folder_is_a_one_line_error(capsys, tmp_path):
     (tmp_path / f"{DIST_PREFIX}focal").mkdir()
     code, _, err = new_plugin(capsys, "focal", "--out", str(tmp_path))
-    assert code == 2 and "already exists" in err and err.count("\n") == 1
+    assert_one_line_error(code, err, "already exists")
 
 
 def test_name_of_a_registered_plugin_is_refused(capsys, tmp_path):
     code, _, err = new_plugin(capsys, "hinge", "--out", str(tmp_path))
-    assert code == 2 and "already a loss plugin (built-in)" in err
+    assert_one_line_error(code, err, "already a loss plugin (built-in)")
     assert not any(tmp_path.iterdir())
 
 

@@ -1,4 +1,4 @@
-"""DCGAN and SAGAN against the textbook's specification (DESIGN.md)."""
+"""DCGAN and SAGAN against the textbook's specification (docs/models.md)."""
 
 import math
 

@@ -6,7 +6,7 @@ import torch
 import ganbench.plugins.metrics as M
 from ganbench import data
 from ganbench.quality import evaluate as quality
-from ganbench.errors import ConfigError, UnknownPluginError, UserError
+from ganbench.errors import ConfigError, PluginError, UnknownPluginError, UserError
 from ganbench.registry import Registry
 from ganbench.specs import Metric, MetricContext, MetricSpec
 
@@ -55,7 +55,7 @@ def test_evaluate_rejects_unknown_unavailable_and_clashing_metrics():
     with pytest.raises(ConfigError, match="needs a quantum computer"):
         quality.evaluate(["off"], x, x, CONTEXT, _toy_registry(off=off))
     twin = MetricSpec(name="twin", summary="same column as const", factory=Constant)
-    with pytest.raises(ValueError, match="const_one"):
+    with pytest.raises(PluginError, match="const_one"):
         quality.evaluate(["const", "twin"], x, x, CONTEXT, _toy_registry(twin=twin))
 
     class Tagger(Metric):  # a metric must not overwrite the tags
@@ -63,7 +63,7 @@ def test_evaluate_rejects_unknown_unavailable_and_clashing_metrics():
             return {"metric_n": 999}
 
     tagger = MetricSpec(name="tagger", summary="writes a tag", factory=Tagger)
-    with pytest.raises(ValueError, match="metric_n"):
+    with pytest.raises(PluginError, match="metric_n"):
         quality.evaluate(["tagger"], x, x, CONTEXT, _toy_registry(tagger=tagger))
 
 

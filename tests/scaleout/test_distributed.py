@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from helpers import tiny_run_args
 
 from ganbench.commands import run as cmd_run
 from ganbench.scaleout import pool as scaleout
@@ -26,8 +27,7 @@ from ganbench.scaleout.ranks import check
 from ganbench.errors import ConfigError
 from ganbench.training.loop import Batches
 
-TINY = ["--device", "cpu", "--image-size", "32", "--batch-size", "8", "--steps", "3",
-        "--warmup", "1", "--metrics", "none", "--seed", "3"]
+TINY = tiny_run_args(quiet=None, seed=3)
 
 
 # ------------------------------------------------------------------------------------------
@@ -161,6 +161,7 @@ def _rank(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # 15 s CPU (user+sys), measured on the loaded 2-core VM
 def test_ddp_d_step_gradient_equals_the_full_batch_gradient(tmp_path):
     from ganbench.plugins.losses import HingeLoss
     from ganbench.specs import LossInputs
@@ -197,6 +198,7 @@ def _dumps(folder: Path, combo: str):
     return [torch.load(folder / f"{combo}.rank{r}.pt") for r in range(2)]
 
 
+@pytest.mark.slow  # 26 s CPU (user+sys), measured on the loaded 2-core VM
 def test_two_ranks_stay_in_sync_rank0_writes_once_and_seeds_repeat(tmp_path):
     out = tmp_path / "run"
     done = _ganbench(["--plugins", "dcgan,sagan", "--nproc", "2", "--out", str(out), *TINY],
@@ -238,6 +240,7 @@ def test_two_ranks_stay_in_sync_rank0_writes_once_and_seeds_repeat(tmp_path):
         row["img_per_s"] / (2 * base["img_per_s"]))
 
 
+@pytest.mark.slow  # 9 s CPU (user+sys), measured on the loaded 2-core VM
 def test_jobs_trains_combinations_side_by_side_and_keeps_plan_order(tmp_path):
     from ganbench.cli import main
 

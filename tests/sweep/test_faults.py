@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from helpers import tiny_run_args
 
 from ganbench import registry as registry_module
 from ganbench.files import atomic
@@ -30,7 +31,7 @@ from ganbench.results import store as results
 from ganbench.training.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
                                  save_checkpoint)
 from ganbench.cli import main
-from ganbench.results.store import atomic_write_text
+from ganbench.files.atomic import write_text as atomic_write_text
 
 FAULT_PLUGIN = '''
 """BCE with an injected fault from the FAIL_AT-th discriminator step on."""
@@ -110,8 +111,7 @@ def ganbench_register_losses(register):
                           factory=lambda fault=fault: make(fault)))
 '''
 
-TINY = ["--metrics", "none", "--warmup", "1", "--batch-size", "8", "--image-size", "32",
-        "--device", "cpu", "--quiet"]
+TINY = tiny_run_args(steps=None)  # each test gives its own --steps
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +219,7 @@ def test_exception_nan_and_oom_in_process_become_rows(faults_in_process, tmp_pat
     assert ok["triton_interpret"] is (os.environ.get("TRITON_INTERPRET") == "1")
 
 
+@pytest.mark.slow  # 8 s CPU (user+sys), measured on the loaded 2-core VM
 def test_hard_crashes_in_workers_become_rows_and_the_sweep_goes_on(fault_env, tmp_path):
     out = tmp_path / "run"
     # Two hard deaths in a row: the second combination runs although the first one's process
@@ -260,6 +261,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # 15 s CPU (user+sys), measured on the loaded 2-core VM
 def test_sigterm_mid_run_keeps_finished_rows_and_resume_finishes_the_rest(fault_env, tmp_path):
     out = tmp_path / "run"
     # slow-loss sleeps 0.2 s a step from step 3 on: after the first checkpoint (step 2) the
@@ -553,14 +555,6 @@ def test_triton_attn_on_cpu_without_the_interpreter_says_how_to_debug(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_cli_default_checkpoint_interval_matches_the_config():
-    from ganbench.commands import run as cmd_run
-    from ganbench.config import DEFAULT_CHECKPOINT_EVERY, RunConfig
-
-    assert cmd_run.DEFAULT_CHECKPOINT_EVERY == DEFAULT_CHECKPOINT_EVERY
-    assert RunConfig(plugins=("dcgan",)).checkpoint_every == DEFAULT_CHECKPOINT_EVERY
-
-
 # ------------------------------------------------------------------------------------------
 # Issue 14: the numbered cases. Each checks that no finished row and no checkpoint is lost,
 # and resumed rows are compared with an uninterrupted run: slow-loss and killonce-loss are BCE
@@ -605,6 +599,7 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
     return condition()
 
 
+@pytest.mark.slow  # 9 s CPU (user+sys), measured on the loaded 2-core VM
 def test_case1_a_second_run_on_a_busy_folder_exits_2_and_the_first_is_untouched(
         fault_env, tmp_path):
     out = tmp_path / "run"
@@ -741,6 +736,7 @@ def test_case4_sigkill_of_the_parent_takes_the_worker_with_it_then_resume(
     assert not [p for p in out.rglob("*.partial*")]
 
 
+@pytest.mark.slow  # 10 s CPU (user+sys), measured on the loaded 2-core VM
 def test_case5_a_full_disk_names_the_file_and_gives_the_combination_a_row(fault_env, tmp_path):
     out = tmp_path / "run"
     res = ganbench(fault_env, "run", "--plugins", "dcgan,bce,enospc-loss", "--steps", "3",
@@ -867,6 +863,7 @@ def test_case8_torchrun_killed_then_resumed_on_the_same_number_of_ranks(fault_en
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
+@pytest.mark.slow  # 11 s CPU (user+sys), measured on the loaded 2-core VM
 def test_off_a_terminal_stdout_has_only_results_and_stderr_the_rest_once(fault_env, tmp_path):
     import re
 
@@ -896,6 +893,7 @@ def test_off_a_terminal_stdout_has_only_results_and_stderr_the_rest_once(fault_e
             phase
 
 
+@pytest.mark.slow  # 6 s CPU (user+sys), measured on the loaded 2-core VM
 def test_quiet_prints_only_where_the_results_are(fault_env, tmp_path):
     out = tmp_path / "run"
     res = ganbench(fault_env, "run", "--plugins", "dcgan,warn-loss,eager-attn", "--steps", "3",

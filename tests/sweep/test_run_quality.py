@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import tiny_run_args
 
 from ganbench.cli import main
 
-TINY = ["--steps", "4", "--warmup", "1", "--batch-size", "8", "--image-size", "32",
-        "--eval-n", "150", "--quiet", "--in-process"]
+TINY = tiny_run_args(steps=4, metrics=None, device=None, eval_n=150, in_process=True)
 
 
 @pytest.fixture(scope="module")

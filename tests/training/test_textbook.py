@@ -51,6 +51,7 @@ def run_cli(*args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # 22 s CPU (user+sys), measured on the loaded 2-core VM
 def test_run_with_textbook_baseline_gives_a_speedup_column(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("--plugins", "sagan", "--baseline", "textbook", "--image-size", "32",
