@@ -1,21 +1,18 @@
 """Benchmark suite set-up: markers, and the machine info every saved JSON carries.
 
-The tests here are marked ``benchmark`` (timing suite) or ``regression`` (the CI regression
-gate, gate.py), which the quick default run deselects with ``-m "not benchmark and not
-regression"`` in addopts; test_gate_units.py (the gate's parts) is unmarked and runs in the
-quick suite. Run the suite with ``pytest -m benchmark --benchmark-enable``
+The tests here are marked ``benchmark`` (timing suite) or ``regression`` (the regression gate,
+the package tools.gate), which the quick default run deselects with ``-m "not benchmark and
+not regression"`` in addopts; the gate's unit tests are in tests/tools/gate. ``import
+harness`` works because pytest (prepend import mode) puts this folder on sys.path for its
+conftest and test modules. Run the suite with ``pytest -m benchmark --benchmark-enable``
 (results/baselines/README.md has the full command).
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # so test modules can `import harness`
 
 
 THREADS_ENV = "GANBENCH_BENCH_THREADS"

@@ -6,8 +6,8 @@
   production loop, so a change to the loop shows up here too);
 - :func:`peak_rss_reset` / :func:`peak_rss`: per-benchmark peak memory on the CPU.
 
-These serve the pytest-benchmark suite (test_bench.py). The CI regression gate is gate.py,
-which times the old and new commit side by side through workload.py.
+These serve the pytest-benchmark suite (test_bench.py). The CI regression gate is tools/gate,
+which times the old and new commit side by side through tools/gate/workload.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 one short run's sample quality. CPU-sized (image 32, batch 16); see harness.py for the shapes.
 
 Absolute times from this suite are for trend plots and `ganbench compare` between runs on the
-same machine; the CI pass/fail check is the regression gate (gate.py, test_regression.py).
+same machine; the CI pass/fail check is the regression gate (``python -m tools.gate``).
 
 Every benchmark puts numbers into ``extra_info``: throughput (img_per_s or GFLOP/s), peak memory
 (``peak_mem_bytes`` with ``mem_method``), and for the short run ``fid_digits``/``is_digits``.

@@ -1,10 +1,7 @@
-"""The regression gate as a pytest test (marker ``regression``): this checkout against its base
-commit, timed side by side and compared for quality (gate.py says how; basecommit.py says which
-commit). It needs no per-machine baseline, so it runs, and can fail, on any machine.
-
-    pytest -m regression tests/benchmarks        # ~3 min on 2 quiet cores, ~8 loaded
-
-Every comparison line is printed as it is made. GANBENCH_GATE_BASE=REV picks the base commit.
+"""The regression gate as a pytest test (marker ``regression``), for those who run it through
+pytest: ``python -m pytest -m regression tests/benchmarks``. CI calls the gate directly
+(``python -m tools.gate`` in .ci/run), which is the same run with exit codes that tell a
+regression (1) from a gate that cannot run (2). The gate's code is the package tools.gate.
 """
 
 from __future__ import annotations
@@ -13,16 +10,13 @@ import sys
 
 import pytest
 
-import gate
+from tools.gate import gate
 
 pytestmark = pytest.mark.regression
 
 
 def test_this_checkout_is_not_slower_or_worse_than_its_base(capsys):
-    lines: list[str] = []
-
     def echo(line: str) -> None:
-        lines.append(line)
         with capsys.disabled():
             print(line, file=sys.stderr, flush=True)
 

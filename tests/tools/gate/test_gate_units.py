@@ -1,7 +1,7 @@
 """Unit tests of the regression gate's parts (quick suite: no timing, a few seconds).
 
-The gate itself runs with ``pytest -m regression``; its proof against planted regressions is
-``python -m tests.benchmarks.selftest`` (results/regression-gate-selftest.md).
+The gate itself runs with ``python -m tools.gate``; its proof against planted regressions is
+``python -m tools.gate.selftest`` (results/regression-gate-selftest.md).
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import basecommit
-import gate
-import gatestats
-import selftest
+from tools.gate import basecommit, gate, gatestats, selftest, treeimport
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 # ------------------------------------------------------------------------------------------
@@ -117,8 +113,7 @@ def test_bootstrap_imports_every_module_from_the_given_tree(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         os.environ["GANBENCH_LOAD_PLUGINS"] = ""
-        sys.path.insert(0, {str(HERE)!r})
-        import treeimport
+        from tools.gate import treeimport
         treeimport.install({str(tree)!r})
         from ganbench.registry import get_registry, DEFAULT_PLUGINS
         reg = get_registry()
@@ -129,15 +124,14 @@ def test_bootstrap_imports_every_module_from_the_given_tree(tmp_path):
         treeimport.assert_from_tree({str(tree)!r})
         print(ka.__file__)
     """)
+    # From the repository root, as the gate starts its workers: tools.gate is importable there.
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=tmp_path)
+                         cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == str(tree / "kernels" / "attention" / "__init__.py")
 
 
 def test_bootstrap_refuses_after_ganbench_was_imported(tmp_path):
-    import treeimport
-
     import ganbench  # noqa: F401  (already imported by the test session anyway)
     with pytest.raises(RuntimeError, match="before the tree bootstrap"):
         treeimport.install(tmp_path)

@@ -1,7 +1,7 @@
 """Self-test of the regression gate: plant each regression in a temporary copy, run the gate.
 
-    python -m tests.benchmarks.selftest                  # every plant and the clean copy
-    python -m tests.benchmarks.selftest --only clean,kernel --out table.md
+    python -m tools.gate.selftest                  # every plant and the clean copy
+    python -m tools.gate.selftest --only clean,kernel --out table.md
 
 Each case is a detached ``git worktree`` of HEAD (removed afterwards) with one edit below,
 compared by the full gate (gate.run_gate, the same code CI runs) against HEAD itself. The
@@ -29,14 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import basecommit  # noqa: E402
-import gate  # noqa: E402
+from . import basecommit, gate
 
 SPIN = """
-def _plant_spin(seconds):  # planted by tests/benchmarks/selftest.py
+def _plant_spin(seconds):  # planted by tools/gate/selftest.py
     import time as _t
     end = _t.perf_counter() + seconds
     while _t.perf_counter() < end:

@@ -1,7 +1,9 @@
 """The regression gate: this checkout against its base commit, side by side, on this machine.
 
-    python tests/benchmarks/gate.py                 # exit 0 pass, 1 regression, 2 cannot run
-    python tests/benchmarks/gate.py --base main~3 --rounds 40 --json out.json
+    python -m tools.gate                 # exit 0 pass, 1 regression, 2 cannot run
+    python -m tools.gate --base main~3 --rounds 40 --json out.json
+
+(from the repository root: the gate is the package tools.gate, outside ganbench).
 
 What it does, in order:
 
@@ -37,11 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import basecommit  # noqa: E402
-import gatestats  # noqa: E402
+from . import basecommit, gatestats
 
 # ------------------------------------------------------------------------------------------
 # The limits: FAIL when the lower end of the 95% interval of new/old is above LIMIT.
@@ -51,6 +49,9 @@ LIMITS = {"step": 1.05, "attn": 1.08, "loss": 1.08, "metric": 1.10, "data": 1.10
 ROUNDS = 40
 SESSIONS = 4
 TARGET_BLOCK_S = 0.25   # calls per timed block chosen so one block takes about this long
+
+# The checkout whose tools/gate is running: workers start here so they run this code.
+GATE_ROOT = Path(__file__).resolve().parents[2]
 
 FINGERPRINT_STEPS = 4
 QUALITY = dict(steps=200, batch_size=32, eval_n=500)
@@ -75,10 +76,13 @@ class Worker:
         self.tree, self.label = tree, label
         self.log = log_dir / f"worker-{label}.log"
         env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+        # Run from the gate's own checkout (GATE_ROOT, first on the worker's sys.path through
+        # -m), so the worker is always this gate's code, whatever tools/ the tree under test
+        # has; ganbench then comes from ``tree`` through the worker's import bootstrap.
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "worker.py"), str(tree)], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "tools.gate.worker", str(tree)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.log.open("a"), text=True, bufsize=1, env=env,
-            cwd=str(tree))
+            cwd=str(GATE_ROOT))
 
     def ask(self, cmd: str, **args) -> dict:
         try:

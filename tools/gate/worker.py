@@ -2,7 +2,7 @@
 timing and quality requests over a pipe, so the gate pays the import once per side and can
 interleave the two sides round by round.
 
-    python tests/benchmarks/worker.py TREE      # then JSON lines on stdin, answers on stdout
+    python -m tools.gate.worker TREE     # from the gate's checkout; then JSON lines on stdin
 
 Requests are JSON objects, one per line; every answer is one JSON line with ``ok`` true (and the
 result) or false (and ``error``, one line). The worker's own prints and library warnings go to
@@ -24,8 +24,6 @@ import sys
 import traceback
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
 
 def serve(tree: Path) -> int:
     answers = os.fdopen(os.dup(1), "w", buffering=1)
@@ -45,11 +43,10 @@ def serve(tree: Path) -> int:
     # takes a core (a DCGAN step measured 0.06 s quiet and 0.82 s loaded; one thread <= ~2x).
     torch.set_num_threads(int(os.environ.get("GANBENCH_GATE_THREADS", "1")))
 
-    sys.path.insert(0, str(HERE))
-    import treeimport
+    from . import treeimport
 
     treeimport.install(tree)
-    import workload
+    from . import workload
 
     device = workload._device()
     built: dict = {}
@@ -99,6 +96,6 @@ def serve(tree: Path) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        print("usage: worker.py TREE", file=sys.stderr)
+        print("usage: python -m tools.gate.worker TREE", file=sys.stderr)
         sys.exit(2)
     sys.exit(serve(Path(sys.argv[1]).resolve()))
