@@ -133,11 +133,11 @@ class Report:
 
 
 def _hello(worker: Worker) -> dict:
-    """The worker's greeting (where its ganbench, torch and device are); WorkerError if that
-    side cannot import ganbench."""
+    """The worker's greeting (where its ganbench, training loop, torch and device are);
+    WorkerError, naming why, if that side cannot import ganbench or drive its training loop."""
     hello = worker.ask("hello")
     if not hello["ok"]:
-        raise WorkerError(f"{worker.label} side cannot import ganbench: {hello['error']}")
+        raise WorkerError(f"{worker.label} side ({worker.tree}) cannot run: {hello['error']}")
     return hello
 
 
@@ -314,8 +314,8 @@ def run_gate(new_tree: Path = basecommit.REPO, base: Optional[str] = None,
             for w in (old, new):
                 hello = _hello(w)
                 echo(f"  {w.label}: ganbench from {Path(hello['ganbench_file']).parent.parent}"
-                     f", torch {hello['torch']} on {hello['device']}, {hello['threads']} "
-                     "thread")
+                     f", loop {hello['training_loop']}, torch {hello['torch']} on "
+                     f"{hello['device']}, {hello['threads']} thread")
             if quality:
                 tq = time.perf_counter()
                 report.quality = quality_check(old, new, echo)

@@ -8,7 +8,8 @@ Requests are JSON objects, one per line; every answer is one JSON line with ``ok
 result) or false (and ``error``, one line). The worker's own prints and library warnings go to
 stderr, so they cannot corrupt the answers.
 
-  {"cmd": "hello"}                          -> threads, interpreter, where ganbench came from
+  {"cmd": "hello"}                          -> threads, interpreter, where ganbench came from,
+                                               which training loop (adapter.py) it drives
   {"cmd": "names"}                          -> benchmarks this side can time, and exclusions
   {"cmd": "setup", "name": N}               -> builds N, runs it once (warm-up), its seconds
   {"cmd": "time", "name": N, "calls": C}    -> seconds for C calls of N
@@ -46,7 +47,7 @@ def serve(tree: Path) -> int:
     from . import treeimport
 
     treeimport.install(tree)
-    from . import workload
+    from . import adapter, workload
 
     device = workload._device()
     built: dict = {}
@@ -57,8 +58,10 @@ def serve(tree: Path) -> int:
             import ganbench.registry  # noqa: F401  (and through it every built-in plugin)
 
             workload.registry()
+            training_loop = adapter.loop().describe()  # AdapterError: this tree cannot run
             treeimport.assert_from_tree(tree)
             return {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "training_loop": training_loop,
                     "device": device, "pid": os.getpid(),
                     "ganbench_file": sys.modules["ganbench"].__file__,
                     "plugin_files": sorted(

@@ -3,9 +3,9 @@
 The same file drives both sides (old commit and new): only the ``ganbench`` it imports differs
 (see treeimport.py). It reaches ganbench through its most stable entry points only: the plugin
 registry and its specs (architecture build/defaults, loss factory, attention factory, metric
-factory, dataset load) and ``ganbench.train.train`` / ``generate`` with keyword arguments,
-filtered through the callee's signature, so an argument added or dropped in either commit does
-not break the harness. Whatever still fails is reported as that benchmark's error.
+factory, dataset load), and the training loop through adapter.py, which knows each layout of
+the package (the loop moved from ``ganbench.train`` to ``ganbench.training.loop`` and took a
+settings object). Whatever still fails is reported as that benchmark's error.
 
 Benchmarks (name -> what one call does):
 
@@ -22,12 +22,13 @@ Benchmarks (name -> what one call does):
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import time
 from typing import Callable, Optional
 
 import torch
+
+from .adapter import call_with_supported, loop
 
 IMAGE_SIZE = 32          # CPU-sized: the textbook 64 px SAGAN step takes seconds on 2 cores
 BATCH_SIZE = 16
@@ -48,14 +49,6 @@ def _device() -> str:
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def call_with_supported(fn: Callable, /, **kwargs):
-    """``fn(**kwargs)`` without the keywords ``fn`` does not accept (older/newer API)."""
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return fn(**kwargs)
 
 
 def registry():
@@ -87,7 +80,6 @@ def build_models(architecture: str, kernel: Optional[str], device: str, seed: in
                  image_size: int = IMAGE_SIZE):
     """(G, D, defaults, loss) for ``architecture`` with ``kernel`` (its default when None)."""
     from ganbench.specs import ModelRequest
-    from ganbench.train import seed_everything
 
     reg = registry()
     arch = reg.architectures[architecture]
@@ -96,24 +88,19 @@ def build_models(architecture: str, kernel: Optional[str], device: str, seed: in
     if arch.uses_attention:
         kernel = kernel or getattr(d, "attention", None) or "eager-attn"
         attend = reg.attention[kernel].factory()
-    seed_everything(seed)
+    loop().seed_everything(seed)
     G, D = arch.build(ModelRequest(image_size=image_size, z_dim=d.z_dim, attend=attend))
     return G.to(device), D.to(device), d, reg.losses[d.loss].factory()
 
 
 def run_train(G, D, d, loss, batches, steps: int, device: str, seed: int, g_lr=None):
-    from ganbench.train import train
-
-    return call_with_supported(
-        train, G=G, D=D, loss=loss, batches=batches, steps=steps, warmup=0, z_dim=d.z_dim,
-        g_lr=d.g_lr if g_lr is None else g_lr, d_lr=d.d_lr, betas=d.betas, device=device,
-        seed=seed)
+    return loop().train(G, D, loss, batches, steps=steps, warmup=0, z_dim=d.z_dim,
+                        g_lr=d.g_lr if g_lr is None else g_lr, d_lr=d.d_lr, betas=d.betas,
+                        device=device, seed=seed)
 
 
 def make_batches(images, batch_size: int, seed: int):
-    from ganbench.train import Batches
-
-    return Batches(images, batch_size, seed)
+    return loop().Batches(images, batch_size, seed)
 
 
 # ------------------------------------------------------------------------------------------
@@ -330,14 +317,12 @@ def short_run(architecture: str, steps: int, batch_size: int, eval_n: int, devic
               seed: int = 0) -> dict:
     """fid_digits and modes_covered of ``eval_n`` samples after a seeded ``steps``-step run."""
     from ganbench.specs import MetricContext
-    from ganbench.train import generate
 
     G, D, d, loss = build_models(architecture, None, device, seed)
     data = digit_data()
     outcome = run_train(G, D, d, loss, make_batches(data.train.to(device), batch_size, seed),
                         steps, device, seed)
-    fake = call_with_supported(generate, G=G, n=eval_n, z_dim=d.z_dim, device=device,
-                               seed=seed + 7)
+    fake = loop().generate(G, n=eval_n, z_dim=d.z_dim, device=device, seed=seed + 7)
     real = data.heldout[:eval_n]
     context = call_with_supported(MetricContext, digits=DIGITS, image_size=IMAGE_SIZE,
                                   device=device, seed=seed,
