@@ -1,20 +1,23 @@
-"""Which commit the regression gate compares against, and a temporary checkout of it.
+"""Which commit the regression gate compares against, what lies between, and a checkout of it.
 
-The rule, first match wins (:func:`choose_base`):
+The base is the commit the work under test started from, however many commits back, so the
+gate measures the whole submission and not only its last commit. First match wins
+(:func:`choose_base`):
 
-1. ``--base REV`` / ``GANBENCH_GATE_BASE=REV``: that commit (e.g. ``$(git merge-base HEAD
-   main)`` for a branch).
-2. ``results/baselines/BASE_COMMIT``, when it holds a commit: a pinned reference.
-3. Uncommitted changes to the package (CODE_PATHS): HEAD, so a developer's edits are compared
-   with the commit they started from.
-4. Otherwise (CI on a clean clone of main): the parent of the newest first-parent commit that
-   changed CODE_PATHS, i.e. the code as it was before the last code change landed. A
-   docs-only commit on top therefore still compares the last code change, not two equal trees.
+1. ``--base REV``, else ``GANBENCH_GATE_BASE=REV``: that commit (a developer's override, e.g.
+   ``$(git merge-base HEAD main)``).
+2. ``results/baselines/BASE_COMMIT`` in the tree under test: the commit the work started from.
+   The before-stop hook (shared/hooks/before-stop) writes and commits it when a session ends,
+   so every submission carries its own start.
 
-A named commit that is not in this clone's history (a pin from a rewritten branch, a shallow
-clone) falls back to HEAD~1, and the gate says so. A repository with no HEAD~1 is an error
-(exit 2): there is nothing to compare against, and a gate that compared HEAD with itself would
-pass while proving nothing.
+There is no guess after that. A missing or empty BASE_COMMIT, or a named commit that this clone
+lacks (a shallow clone, a rewritten branch) or that is not an ancestor of HEAD, is
+:class:`NoBaseError`, naming why: the gate exits 2 and CI fails. Falling back to HEAD~1 or to
+the parent of the last code change would measure only the end of a many-commit submission
+(the bug this rule replaces: a slowdown two commits back was never measured) and could pass
+having checked nothing of it.
+
+:func:`span` lists the commits the comparison covers, so every run says what it measured.
 """
 
 from __future__ import annotations
@@ -23,19 +26,22 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 REPO = Path(__file__).resolve().parents[2]
-PIN_FILE = REPO / "results" / "baselines" / "BASE_COMMIT"
+PIN = Path("results") / "baselines" / "BASE_COMMIT"   # relative to the tree under test
+PIN_FILE = REPO / PIN
 BASE_ENV = "GANBENCH_GATE_BASE"
-# What "code" means for rule 3 and 4: the package and how it is installed.
+# What "code" means when the span is summarised: the package and how it is installed.
 CODE_PATHS = ("ganbench", "plugins", "kernels", "pyproject.toml")
+HOW_TO_FIX = (f"set {BASE_ENV}=<the commit the work started from>, or restore {PIN} (the "
+              "before-stop hook writes and commits it)")
 
 
 class NoBaseError(RuntimeError):
-    """No commit to compare against: a user-facing one-line error."""
+    """No usable commit to compare against: a user-facing one-line error naming why."""
 
 
 def git(*args: str, repo: Path = REPO, check: bool = True) -> str:
@@ -61,51 +67,88 @@ def code_is_dirty(repo: Path = REPO) -> bool:
                     repo=repo))
 
 
-def last_code_change_parent(repo: Path = REPO) -> Optional[str]:
-    """Parent of the newest first-parent commit that changed CODE_PATHS (None if none)."""
-    newest = git("log", "--first-parent", "-n", "1", "--format=%H", "HEAD", "--",
-                 *CODE_PATHS, repo=repo)
-    return commit_of(f"{newest}~1", repo) if newest else None
-
-
 @dataclass(frozen=True)
 class Base:
     commit: str
     why: str          # one line: which rule chose it
-    fallback: bool = False
 
 
 def choose_base(explicit: Optional[str] = None, repo: Path = REPO,
-                pin_file: Path = PIN_FILE) -> Base:
-    """The commit to compare the working tree against (see the module docstring)."""
-    explicit = explicit or os.environ.get(BASE_ENV) or None
-    named, source = None, None
+                pin_file: Optional[Path] = None) -> Base:
+    """The commit to compare ``repo``'s working tree against (see the module docstring);
+    NoBaseError, naming why, when there is none to use."""
+    pin_file = repo / PIN if pin_file is None else pin_file
     if explicit:
-        named, source = explicit, "--base" if not os.environ.get(BASE_ENV) else BASE_ENV
-    elif pin_file.is_file() and pin_file.read_text().split():
-        named, source = pin_file.read_text().split()[0], str(pin_file.relative_to(repo))
-    if named:
-        commit = commit_of(named, repo)
-        if commit and in_history(commit, repo):
-            return Base(commit, f"{named} named by {source}")
-        return _fallback(repo, f"{named} named by {source} is not in this clone's history")
-    if code_is_dirty(repo):
-        return Base(git("rev-parse", "HEAD", repo=repo),
-                    "HEAD: the working tree has uncommitted code changes")
-    parent = last_code_change_parent(repo)
-    if parent:
-        changed = git("log", "--first-parent", "-n", "1", "--format=%h %s", "HEAD", "--",
-                      *CODE_PATHS, repo=repo)
-        return Base(parent, f"parent of the last commit that changed code ({changed[:60]})")
-    return _fallback(repo, "no commit with a parent changed the code")
-
-
-def _fallback(repo: Path, reason: str) -> Base:
-    commit = commit_of("HEAD~1", repo)
+        named, source = explicit, "--base"
+    elif os.environ.get(BASE_ENV):
+        named, source = os.environ[BASE_ENV], BASE_ENV
+    elif not pin_file.is_file():
+        raise NoBaseError(f"{_rel(pin_file, repo)} is missing, so the commit this work started "
+                          f"from is unknown; the gate does not guess one: {HOW_TO_FIX}")
+    else:
+        words = pin_file.read_text().split()
+        if not words:
+            raise NoBaseError(f"{_rel(pin_file, repo)} is empty: {HOW_TO_FIX}")
+        named, source = words[0], _rel(pin_file, repo)
+    commit = commit_of(named, repo)
     if commit is None:
-        raise NoBaseError(f"{reason}, and HEAD has no parent: nothing to compare against "
-                          "(fetch the history, or pass --base REV)")
-    return Base(commit, f"HEAD~1 (FALLBACK: {reason})", fallback=True)
+        shallow = git("rev-parse", "--is-shallow-repository", repo=repo, check=False)
+        why = ("this is a shallow clone: fetch the whole history (git fetch --unshallow)"
+               if shallow == "true" else "it may come from a rewritten or unfetched branch")
+        raise NoBaseError(f"{named} (named by {source}) is not a commit in this clone; {why}")
+    if not in_history(commit, repo):
+        raise NoBaseError(f"{named} (named by {source}) is not an ancestor of HEAD, so HEAD "
+                          f"did not start from it (a branch rebased or reset since): "
+                          f"{HOW_TO_FIX}")
+    return Base(commit, f"{named[:12]} named by {source}")
+
+
+def _rel(path: Path, repo: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path(repo).resolve()))
+    except ValueError:
+        return str(path)
+
+
+@dataclass(frozen=True)
+class Span:
+    """The commits between the base and the tree under test: ``base..HEAD``, newest first."""
+
+    commits: list = field(default_factory=list)   # (short hash, subject, changes code?)
+    dirty: bool = False                           # uncommitted changes to CODE_PATHS too
+
+    @property
+    def code_commits(self) -> int:
+        return sum(1 for _, _, code in self.commits if code)
+
+    def lines(self, show: int = 8) -> list[str]:
+        """A summary line, then up to ``show`` commits (oldest first), elided in the middle."""
+        n = len(self.commits)
+        head = (f"span: {n} commit{'s' * (n != 1)} after the base, {self.code_commits} of "
+                f"them changing code ({', '.join(CODE_PATHS)})"
+                + (", plus uncommitted code changes" if self.dirty else ""))
+        if n == 0 and not self.dirty:
+            head += ": the tree under test is the base itself"
+        rows = [f"    {h} {'code' if code else '    '} {s[:76]}"
+                for h, s, code in reversed(self.commits)]
+        if len(rows) > show:
+            rows = (rows[:show // 2] + [f"    ... {len(rows) - show} more ..."]
+                    + rows[-(show - show // 2):])
+        return [head] + rows
+
+
+def span(base: str, repo: Path = REPO) -> Span:
+    """The commits ``base..HEAD`` of ``repo`` (each marked if it touches CODE_PATHS), and
+    whether its working tree has uncommitted code changes."""
+    log = git("log", "--format=%x00%h%x01%s", "--name-only", f"{base}..HEAD", repo=repo)
+    commits = []
+    for entry in log.split("\x00")[1:]:
+        header, _, files = entry.partition("\n")
+        short, _, subject = header.partition("\x01")
+        changed = [f for f in files.split("\n") if f.strip()]
+        code = any(f == c or f.startswith(c + "/") for f in changed for c in CODE_PATHS)
+        commits.append((short, subject, code))
+    return Span(commits, code_is_dirty(repo))
 
 
 class Worktree:

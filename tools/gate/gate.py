@@ -7,14 +7,16 @@
 
 What it does, in order:
 
-1. Picks the base commit (basecommit.py says the rule) and checks it out into a temporary
-   detached ``git worktree`` (removed afterwards).
+1. Picks the base commit (basecommit.py says the rule: the commit the work started from,
+   results/baselines/BASE_COMMIT, however many commits back), prints the commits between, and
+   checks the base out into a temporary detached ``git worktree`` (removed afterwards).
 2. Starts one worker process per side (worker.py). Each imports ganbench from its own tree
    through the same bootstrap (treeimport.py) and pins torch to one thread.
 3. Quality, cheap check first: a few seeded training steps per architecture on each side,
    compared bitwise. Equal bytes mean the commits train identically here: nothing more to do.
    Where they differ, both sides make a seeded short run and are scored with fid_digits and
-   modes (QUALITY_* below say how much worse the new side may be).
+   modes (QUALITY_* below say how much worse the new side may be). The two sides compute
+   these at the same time (nothing is timed here), one core each.
 4. Timing: every benchmark of workload.py, old and new back to back in every round, the order
    alternating, over ROUNDS rounds split across SESSIONS pairs of fresh worker processes (a
    process's memory layout can make it a few percent faster or slower than an identical one:
@@ -70,7 +72,8 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """One side's worker.py process; :meth:`ask` sends a request and returns the answer."""
+    """One side's worker.py process; :meth:`ask` sends a request and returns the answer
+    (:meth:`send` and :meth:`receive` split it, so two workers can work at once)."""
 
     def __init__(self, tree: Path, label: str, log_dir: Path):
         self.tree, self.label = tree, label
@@ -85,11 +88,20 @@ class Worker:
             cwd=str(GATE_ROOT))
 
     def ask(self, cmd: str, **args) -> dict:
+        self.send(cmd, **args)
+        return self.receive()
+
+    def send(self, cmd: str, **args) -> None:
         try:
             self.proc.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
             self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
         except BrokenPipeError:
+            pass  # receive() reports the death with the worker's last words
+
+    def receive(self) -> dict:
+        try:
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, ValueError):
             line = ""
         if not line:
             tail = self.log.read_text().strip().splitlines()[-3:]
@@ -106,6 +118,14 @@ class Worker:
                 self.proc.wait()
 
 
+def ask_both(old: Worker, new: Worker, cmd: str, **args) -> tuple[dict, dict]:
+    """(old's answer, new's answer), both sides working at the same time. Only for untimed
+    work: timing asks one side at a time, so the two never share the cores while timed."""
+    old.send(cmd, **args)
+    new.send(cmd, **args)
+    return old.receive(), new.receive()
+
+
 # ------------------------------------------------------------------------------------------
 # The gate
 # ------------------------------------------------------------------------------------------
@@ -113,6 +133,7 @@ class Worker:
 class Report:
     base: str = ""
     base_why: str = ""
+    span: list = field(default_factory=list)         # "hash subject" of base..HEAD, newest first
     new_tree: str = ""
     timing: list = field(default_factory=list)       # gatestats.Comparison
     excluded: dict = field(default_factory=dict)     # name -> why not timed
@@ -132,13 +153,17 @@ class Report:
         return doc
 
 
-def _hello(worker: Worker) -> dict:
-    """The worker's greeting (where its ganbench, training loop, torch and device are);
-    WorkerError, naming why, if that side cannot import ganbench or drive its training loop."""
-    hello = worker.ask("hello")
-    if not hello["ok"]:
-        raise WorkerError(f"{worker.label} side ({worker.tree}) cannot run: {hello['error']}")
-    return hello
+def greet(*workers: Worker) -> list[dict]:
+    """Each worker's greeting (where its ganbench, training loop, torch and device are), the
+    workers starting up at the same time; WorkerError, naming why, if a side cannot import
+    ganbench or drive its training loop."""
+    for w in workers:
+        w.send("hello")
+    hellos = [w.receive() for w in workers]
+    for w, hello in zip(workers, hellos):
+        if not hello["ok"]:
+            raise WorkerError(f"{w.label} side ({w.tree}) cannot run: {hello['error']}")
+    return hellos
 
 
 def quality_check(old: Worker, new: Worker, echo: Callable[[str], None]) -> list[dict]:
@@ -150,8 +175,7 @@ def quality_check(old: Worker, new: Worker, echo: Callable[[str], None]) -> list
             out.append(_q(arch, "new, no baseline", False))
             echo(out[-1]["line"])
             continue
-        fp_new = new.ask("fingerprint", arch=arch, steps=FINGERPRINT_STEPS)
-        fp_old = old.ask("fingerprint", arch=arch, steps=FINGERPRINT_STEPS)
+        fp_old, fp_new = ask_both(old, new, "fingerprint", arch=arch, steps=FINGERPRINT_STEPS)
         if not fp_new["ok"]:
             out.append(_q(arch, f"ERROR (new side: {fp_new['error']})", True))
         elif not fp_old["ok"]:
@@ -182,8 +206,7 @@ def _q(arch: str, verdict: str, failed: bool, **extra) -> dict:
 
 
 def _short_runs(arch: str, old: Worker, new: Worker) -> dict:
-    r_new = new.ask("short_run", arch=arch, **QUALITY)
-    r_old = old.ask("short_run", arch=arch, **QUALITY)
+    r_old, r_new = ask_both(old, new, "short_run", arch=arch, **QUALITY)
     if not r_new["ok"]:
         return _q(arch, f"ERROR (new side: {r_new['error']})", True)
     if not r_old["ok"]:
@@ -225,8 +248,8 @@ def timing_check(old_tree: Path, new_tree: Path, rounds: int, sessions: int, log
             old = Worker(old_tree, "old", log_dir)
             new = Worker(new_tree, "new", log_dir)
         try:
-            for w in (old, new):
-                _hello(w)
+            if s > 0 or workers is None:
+                greet(old, new)
             names_new, names_old = new.ask("names"), old.ask("names")
             if not names_new["ok"]:
                 raise WorkerError(f"new side: {names_new['error']}")
@@ -296,23 +319,29 @@ def run_gate(new_tree: Path = basecommit.REPO, base: Optional[str] = None,
              rounds: int = ROUNDS, sessions: int = SESSIONS, quality: bool = True,
              timing: bool = True, only: Optional[list[str]] = None,
              echo: Callable[[str], None] = print) -> Report:
-    """Run the gate; the Report says what failed (raises basecommit.NoBaseError when there
-    is nothing to compare against)."""
+    """Run the gate; the Report says what failed. Raises basecommit.NoBaseError when there
+    is no usable base, WorkerError when a side cannot run: both name why.
+
+    The base and the commits it spans come from ``new_tree``'s git checkout (its HEAD and
+    its results/baselines/BASE_COMMIT) when it is one, else from the gate's own checkout.
+    """
     report = Report(new_tree=str(new_tree))
-    chosen = basecommit.choose_base(base)
+    repo = new_tree if (Path(new_tree) / ".git").exists() else basecommit.REPO
+    chosen = basecommit.choose_base(base, repo)
     report.base, report.base_why = chosen.commit, chosen.why
     echo(f"regression gate: {new_tree} (working tree) vs base {chosen.commit[:12]}: "
          f"{chosen.why}")
-    if chosen.fallback:
-        echo(f"WARNING: base fell back to HEAD~1: {chosen.why}")
+    covered = basecommit.span(chosen.commit, repo)
+    report.span = [f"{h} {s}" for h, s, _ in covered.commits]
+    for line in covered.lines():
+        echo(line)
     t0 = time.perf_counter()
-    with basecommit.Worktree(chosen.commit) as old_tree, \
+    with basecommit.Worktree(chosen.commit, repo) as old_tree, \
             tempfile.TemporaryDirectory(prefix="ganbench-gate-logs-") as logs:
         log_dir = Path(logs)
         old, new = Worker(old_tree, "old", log_dir), Worker(new_tree, "new", log_dir)
         try:
-            for w in (old, new):
-                hello = _hello(w)
+            for w, hello in zip((old, new), greet(old, new)):
                 echo(f"  {w.label}: ganbench from {Path(hello['ganbench_file']).parent.parent}"
                      f", loop {hello['training_loop']}, torch {hello['torch']} on "
                      f"{hello['device']}, {hello['threads']} thread")
@@ -358,7 +387,8 @@ def main(argv=None) -> int:
     exit_on_sigterm()
     p = argparse.ArgumentParser(description="Compare this checkout with its base commit: "
                                             "timing and quality, side by side.")
-    p.add_argument("--base", help="base commit (default: see basecommit.py)")
+    p.add_argument("--base", help="base commit (default: $GANBENCH_GATE_BASE, else "
+                                  "results/baselines/BASE_COMMIT; see basecommit.py)")
     p.add_argument("--new", type=Path, default=basecommit.REPO,
                    help="the tree under test (default: this checkout's working tree)")
     p.add_argument("--rounds", type=int, default=ROUNDS)
