@@ -9,6 +9,12 @@ table says, per case, what the gate reported for the comparisons the plant targe
 whether the outcome is the expected one: every planted regression FAILs the gate through the
 comparison it targets, and the clean copy PASSes.
 
+One case is a submission of several commits, as CI sees it: the slowdown is committed, then a
+comment-only change to the package, then the before-stop hook's commit pinning HEAD in
+results/baselines/BASE_COMMIT. The gate finds its base through that pin (no --base), as CI
+does, and must catch the slowdown two commits below HEAD, where the old rule (the parent of
+the last code change) would have compared two already-slowed commits.
+
 The slowdowns are busy-waits proportional to the wall time of the code they slow (spinning,
 not sleeping, so they keep a core busy as real work would), so "+10%" stays +10% however
 loaded the machine is. They are text edits anchored on lines of today's code; when an anchor
@@ -60,6 +66,14 @@ def _sub_once(pattern: str, repl: str, text: str, where: str) -> str:
     return new
 
 
+def loop_file(tree: Path) -> str:
+    """The training loop's file in ``tree``, by what the tree has (the restructure moved it)."""
+    for rel in ("ganbench/training/loop.py", "ganbench/train.py"):
+        if (tree / rel).is_file():
+            return rel
+    raise PlantError("no training loop file (ganbench/training/loop.py, ganbench/train.py)")
+
+
 def plant_shared_step(tree: Path) -> None:
     """Every training step +10%: a spin of 10% of the step's time after the step."""
     def fn(text: str) -> str:
@@ -71,7 +85,7 @@ def plant_shared_step(tree: Path) -> None:
                                                 "(time.perf_counter() - _plant_t0))\n",
                          text, "train.py")
         return text + SPIN
-    _edit(tree, "ganbench/training/loop.py", fn)
+    _edit(tree, loop_file(tree), fn)
 
 
 def plant_kernel(tree: Path) -> None:
@@ -122,10 +136,48 @@ Discriminator.forward = _plant_slowed(Discriminator.forward)
 
 
 def plant_g_lr(tree: Path) -> None:
-    """G's learning rate halved in the training loop."""
-    _edit(tree, "ganbench/training/loop.py",
-          lambda t: _sub_once(r"(make_optimizers\(G, D, )g_lr\b",
-                              r"\g<1>0.5 * g_lr", t, "train.py"))
+    """G's learning rate halved in the training loop (``g_lr``, or ``s.g_lr`` once the loop
+    reads a TrainSettings)."""
+    rel = loop_file(tree)
+    _edit(tree, rel, lambda t: _sub_once(r"(make_optimizers\(G, D, )((?:\w+\.)?g_lr)\b",
+                                         r"\g<1>0.5 * \g<2>", t, rel))
+
+
+def _commit(tree: Path, message: str, *paths: str) -> str:
+    """Commit ``paths`` (every tracked change when none) in the case's worktree."""
+    git = ["git", "-C", str(tree), "-c", "user.name=gate selftest",
+           "-c", "user.email=selftest@localhost"]
+    if paths:
+        subprocess.run(git + ["add", "-f", *paths], check=True, capture_output=True)
+    subprocess.run(git + ["commit", "-q", *([] if paths else ["-a"]), "-m", message],
+                   check=True, capture_output=True)
+    return basecommit.git("rev-parse", "HEAD", repo=tree)
+
+
+def plant_in_history(tree: Path) -> None:
+    """A submission of three commits: DCGAN ~+10% (plant_dcgan), committed; then a comment
+    in ganbench/errors.py, committed; then the before-stop hook's commit pinning the start
+    (the worktree's original HEAD) in results/baselines/BASE_COMMIT. The slowdown sits two
+    commits below HEAD, and the last code change is a comment."""
+    start = basecommit.git("rev-parse", "HEAD", repo=tree)
+    plant_dcgan(tree)
+    _commit(tree, "DCGAN: a change (planted: G and D forward ~+10%)")
+    _edit(tree, "ganbench/errors.py",
+          lambda t: t + "# A comment-only change (planted by tools/gate/selftest.py).\n")
+    _commit(tree, "errors: one comment line")
+    pin = tree / basecommit.PIN
+    pin.parent.mkdir(parents=True, exist_ok=True)
+    pin.write_text(start + "\n")
+    _commit(tree, f"Gate base: the commit this work started from ({start[:7]})",
+            str(basecommit.PIN))
+
+
+def old_rule_base(tree: Path) -> str:
+    """The base the gate chose before BASE_COMMIT: the parent of the newest commit that
+    changed the package (shown in the history case's row, for contrast)."""
+    newest = basecommit.git("log", "-n", "1", "--format=%H", "HEAD", "--",
+                            *basecommit.CODE_PATHS, repo=tree)
+    return basecommit.git("rev-parse", f"{newest}~1", repo=tree)
 
 
 @dataclass(frozen=True)
@@ -134,6 +186,7 @@ class Case:
     title: str
     plant: Callable[[Path], None] | None
     targets: tuple[str, ...]   # comparison names (prefixes) that must fail; () = must pass
+    pinned: bool = False       # the plant commits, and the gate finds the base via its pin
 
 
 CASES = [
@@ -143,6 +196,8 @@ CASES = [
     Case("kernel", "one kernel ~+15% (eager-attn fwd+bwd)", plant_kernel, ("attn eager-attn",)),
     Case("dcgan", "DCGAN only ~+10% (G and D forward)", plant_dcgan, ("step dcgan",)),
     Case("glr", "quality: G learning rate halved", plant_g_lr, ("quality",)),
+    Case("history", "DCGAN ~+10% two commits before HEAD; last code commit a comment",
+         plant_in_history, ("step dcgan",), pinned=True),
 ]
 
 
@@ -154,12 +209,24 @@ def run_case(case: Case, head: str, rounds: int, sessions: int, log) -> dict:
         except PlantError as exc:
             return {"case": case, "caught": "not planted", "detail": str(exc), "ok": False}
         log(f"\n=== {case.title}: {tree}")
-        diff = subprocess.run(["git", "-C", str(tree), "diff", "--stat"], capture_output=True,
+        show = (["log", "--stat", "--format=%h %s", f"{head}..HEAD"] if case.pinned
+                else ["diff", "--stat"])
+        diff = subprocess.run(["git", "-C", str(tree), *show], capture_output=True,
                               text=True).stdout.strip()
         if diff:
             log(diff)
+        old_rule = old_rule_base(tree) if case.pinned else None
+        load_start = os.getloadavg()[0]
         t0 = time.perf_counter()
-        report = gate.run_gate(tree, head, rounds, sessions, echo=log)
+        if case.pinned:  # the base must come from the pin, as in CI: no override
+            saved = os.environ.pop(basecommit.BASE_ENV, None)
+            try:
+                report = gate.run_gate(tree, None, rounds, sessions, echo=log)
+            finally:
+                if saved is not None:
+                    os.environ[basecommit.BASE_ENV] = saved
+        else:
+            report = gate.run_gate(tree, head, rounds, sessions, echo=log)
         seconds = time.perf_counter() - t0
     failed = ([c.name for c in report.timing if c.failed]
               + [f"quality {q['arch']}" for q in report.quality if q["failed"]])
@@ -180,7 +247,12 @@ def run_case(case: Case, head: str, rounds: int, sessions: int, log) -> dict:
     others = [f for f in failed if case.targets and not f.startswith(case.targets)]
     if others:
         detail += f" (also failed: {', '.join(others)})"
-    return {"case": case, "caught": caught, "detail": detail, "ok": ok, "seconds": seconds}
+    if case.pinned:
+        ok = ok and report.base == head
+        detail += (f"; base {report.base[:7]} from BASE_COMMIT, span {len(report.span)} "
+                   f"commits; the old rule's base {old_rule[:7]} already had the slowdown")
+    return {"case": case, "caught": caught, "detail": detail, "ok": ok, "seconds": seconds,
+            "load": f"{load_start:.1f} / {os.getloadavg()[0]:.1f}"}
 
 
 def _short(c) -> str:
@@ -196,15 +268,16 @@ def table(results: list[dict], head: str, rounds: int, sessions: int) -> str:
     from tabulate import tabulate
 
     rows = [[r["case"].title, r["caught"], r["detail"],
-             f"{r.get('seconds', 0):.0f}"] for r in results]
+             f"{r.get('seconds', 0):.0f}", r.get("load", "")] for r in results]
     cpu = _cpu_name()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head_text = (f"Gate self-test, {when}, at {head[:12]}; machine: {cpu}, "
-                 f"{os.cpu_count()} cores, load average at start "
+                 f"{os.cpu_count()} cores, load average when written "
                  f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}; "
                  f"{rounds} rounds in {sessions} sessions per gate run.\n\n")
     return head_text + tabulate(rows, headers=["planted regression", "caught?",
-                                               "what the gate said", "gate s"],
+                                               "what the gate said", "gate s",
+                                               "load avg start / end"],
                                 tablefmt="github") + "\n"
 
 
