@@ -265,11 +265,11 @@ def timing_check(old_tree: Path, new_tree: Path, rounds: int, sessions: int, log
                 if name not in old_set:
                     rows[name] = gatestats.unpaired(name, "new, no baseline")
                     continue
-                a_new = new.ask("setup", name=name)
+                # Both sides build and warm up at once: untimed, so they may share the cores.
+                a_old, a_new = ask_both(old, new, "setup", name=name)
                 if not a_new["ok"]:
                     rows[name] = gatestats.unpaired(name, f"ERROR (new side: {a_new['error']})")
                     continue
-                a_old = old.ask("setup", name=name)
                 if not a_old["ok"]:
                     rows[name] = gatestats.unpaired(
                         name, f"no baseline (old side: {a_old['error']})")
