@@ -75,17 +75,21 @@ def loop_file(tree: Path) -> str:
 
 
 def plant_shared_step(tree: Path) -> None:
-    """Every training step +10%: a spin of 10% of the step's time after the step."""
+    """Every training step +10%: a spin of 10% of the step's time right after the step.
+
+    Anchored on the one line every layout's loop has (``step_losses = one_step(real)``: in
+    train()'s loop in the flat layout, in _timed_step since the sweep loop's rework), and
+    timed around that line only, so it needs nothing else of the loop's shape."""
+    rel = loop_file(tree)
+
     def fn(text: str) -> str:
-        text = _sub_once(r"^(\s*)for step in range\(.*\):\n",
-                         lambda m: m.group(0) + f"{m.group(1)}    _plant_t0 = "
-                                                "time.perf_counter()\n", text, "train.py")
         text = _sub_once(r"^(\s*)step_losses = one_step\(real\).*\n",
-                         lambda m: m.group(0) + f"{m.group(1)}_plant_spin(0.10 * "
-                                                "(time.perf_counter() - _plant_t0))\n",
-                         text, "train.py")
+                         lambda m: (f"{m.group(1)}_plant_t0 = time.perf_counter()\n"
+                                    + m.group(0)
+                                    + f"{m.group(1)}_plant_spin(0.10 * "
+                                    "(time.perf_counter() - _plant_t0))\n"), text, rel)
         return text + SPIN
-    _edit(tree, loop_file(tree), fn)
+    _edit(tree, rel, fn)
 
 
 def plant_kernel(tree: Path) -> None:
