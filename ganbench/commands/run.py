@@ -8,8 +8,10 @@ from pathlib import Path
 # Kept in step with ganbench.config.DEFAULT_CHECKPOINT_EVERY (not imported: `ganbench --help`
 # must not import torch, and config is cheap but this module imports only the standard library).
 DEFAULT_CHECKPOINT_EVERY = 50
+DEFAULT_STALL_TIMEOUT_S = 600  # ganbench.config.DEFAULT_STALL_TIMEOUT_S, likewise
 # Options that say how to run rather than what to measure: the only ones --resume accepts.
-RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns")
+RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns",
+                    "stall_timeout")
 
 NAME = "run"
 HELP = "train and benchmark every combination of the named plugins"
@@ -80,6 +82,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         help="save each combination's training state every K steps to "
                              "RUN_DIR/checkpoints/ so --resume can continue it (default "
                              f"{DEFAULT_CHECKPOINT_EVERY}; 0: never)")
+    faults.add_argument("--stall-timeout", type=float, metavar="SECONDS",
+                        help="stop a combination's worker after this long without progress "
+                             "(progress comes every 10 steps and at each phase); its row says "
+                             f"'stalled at step K' (default: {DEFAULT_STALL_TIMEOUT_S}; 0: "
+                             "never; not with --in-process)")
     faults.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue an interrupted run with the settings in its "
                              "config.json: finished combinations keep their rows, an "
@@ -140,7 +147,13 @@ def config_from_args(args: argparse.Namespace):
                      quiet=args.quiet, isolate=not args.in_process,
                      columns=_columns(args.columns),
                      checkpoint_every=args.checkpoint_every,
-                     jobs=args.jobs, sync_bn=args.sync_bn, scaling=args.scaling)
+                     jobs=args.jobs, sync_bn=args.sync_bn, scaling=args.scaling,
+                     **_stall(args))
+
+
+def _stall(args: argparse.Namespace) -> dict:
+    """{"stall_timeout": --stall-timeout} when given (a bad value fails in RunConfig)."""
+    return {} if args.stall_timeout is None else {"stall_timeout": args.stall_timeout}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,14 +200,14 @@ def _resume(args: argparse.Namespace) -> int:
             continue
         if getattr(args, action.dest, action.default) != action.default:
             flag = max(action.option_strings, key=len)
+            allowed = ", ".join("--" + o.replace("_", "-") for o in RESUME_OVERRIDES)
             raise ConfigError(f"--resume takes its settings from {args.resume}/config.json; "
-                              f"drop {flag} (only --quiet, --in-process, --jobs, --nproc, "
-                              "--retry-failed and --columns may be given)")
+                              f"drop {flag} (only {allowed} may be given)")
     cfg = load_run_config(args.resume)
     cfg = dataclasses.replace(cfg, quiet=args.quiet,  # how to run, not what: not inherited
                               isolate=cfg.isolate and not args.in_process,
                               jobs=args.jobs if args.jobs != 1 else cfg.jobs,
-                              columns=_columns(args.columns) or cfg.columns)
+                              columns=_columns(args.columns) or cfg.columns, **_stall(args))
     if not launched_by_torchrun():  # under torchrun the ranks check it (ganbench.sweep.resume.start)
         check_world_size(args.resume, cfg.world_size, args.nproc or 1)
     if args.nproc is not None and args.nproc > 1:
