@@ -69,7 +69,7 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     attend = None
     if combo.attention:
         attend = checked_attend(registry.attention[combo.attention].factory(**options),
-                                combo.attention)
+                                combo.attention, device=device)
     data = load_data(cfg, registry)
     defaults = arch.defaults
     compile_s = None
@@ -112,6 +112,8 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
             save_checkpoint(ckpt, state)
 
     def on_step(step: int, d_loss: float, g_loss: float) -> None:
+        if attend is not None:
+            attend.verify()  # NaN from finite inputs in a compiled call (kernel_check)
         report("step", step=step, d_loss=d_loss, g_loss=g_loss)
 
     graph_off = None
