@@ -51,7 +51,7 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
 
     from ganbench.scaleout.distributed import OneProcess
     from ganbench.sweep.kernel_check import checked_attend
-    from ganbench.training.measure import PeakMemory, environment, summarize
+    from ganbench.training.measure import LoadMonitor, PeakMemory, environment, summarize
     from ganbench.specs import ModelRequest
     from ganbench.training.loop import TrainHooks, TrainSettings, seed_everything, train
 
@@ -131,6 +131,7 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     hooks = TrainHooks(progress=on_step if rep.is_rank0 else None,
                        on_eval=rep.on_rank0(on_eval) if metric_names else None,
                        on_checkpoint=on_checkpoint)
+    load = LoadMonitor()  # the machine's load while this combination trains
     outcome = train(G_run, D_run, loss, batches, settings, hooks, resume=resume_state)
     row = {"combo": combo.name, "architecture": combo.architecture, "loss": combo.loss,
            "attention": combo.attention, "status": outcome.status,
@@ -156,6 +157,7 @@ def execute(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     row.update(summarize(rep.step_seconds(outcome.step_seconds), cfg.batch_size))
     row.update(rep.columns(cfg.batch_size))
     row.update(mem.read())
+    row.update(load.columns())
     tail = slice(-10, None)  # the last ten steps: one step's loss is too noisy to compare
     row["d_loss_last10"] = _mean(outcome.d_losses[tail])
     row["g_loss_last10"] = _mean(outcome.g_losses[tail])
