@@ -3,11 +3,13 @@
 stdout carries results only (the table and the run folder); everything here goes to stderr, so
 ``ganbench run ... > table.md`` captures exactly the table.
 
-- On a terminal: tqdm bars, one for the sweep ("combination k of n", elapsed and ETA) and one
-  per running combination (its step, phase and losses).
+- On a terminal: tqdm bars, one for the sweep ("combination k of n", elapsed and the run's
+  ETA, the only ETA shown) and one per running combination (its step and phase; its losses
+  too when the terminal has room, so the bar keeps at least :data:`MIN_BAR` characters).
 - Elsewhere (a pipe, a CI log): plain timestamped lines, at every phase change of a combination
   (starting worker, training, metrics, writing, done) and every ~10% of its steps, each with the
-  sweep's position and ETA.
+  sweep's position and ETA, and at least every :data:`HEARTBEAT_S` seconds while a combination
+  runs (a slow step can take minutes to reach the next 10%).
 - Notes and Python warnings: each distinct text once per run (workers send theirs here).
 - ``--quiet``: none of the above; the CLI still prints where the table is.
 
@@ -24,6 +26,14 @@ from datetime import datetime, timezone
 from typing import Optional, TextIO
 
 PLAIN_LINES = 10  # plain mode: a step line each time a combination passes another 10%
+HEARTBEAT_S = 30.0  # plain mode: the longest a running combination goes without a line
+MIN_BAR = 10        # terminal: the fewest characters a bar keeps (losses go first)
+LOSSES_WIDTH = 27   # " d_loss=1.047 g_loss=0.256"
+NAME_WIDTH = 30     # a combination's name in its bar is cut to this
+# The per-combination bar: no rate and no ETA of its own (the sweep's bar has the run's ETA;
+# two ETAs that disagree were confusing).
+COMBO_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}"
+OVERALL_FORMAT = "{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}"
 
 
 def _format_duration(seconds: Optional[float]) -> str:
@@ -43,6 +53,8 @@ class _Combo:
         self.last_tenth = 0
         self.bar = None
         self.started = time.monotonic()
+        self.last_line = self.started  # plain mode: when this combination last had a line
+        self.losses = ""
 
 
 class Progress:
@@ -53,8 +65,10 @@ class Progress:
     """
 
     def __init__(self, total: int, steps: int, quiet: bool = False, done_before: int = 0,
-                 stream: Optional[TextIO] = None, terminal: Optional[bool] = None):
+                 stream: Optional[TextIO] = None, terminal: Optional[bool] = None,
+                 width: Optional[int] = None, heartbeat_s: float = HEARTBEAT_S):
         self.stream = stream if stream is not None else sys.stderr
+        self.fixed_width = width  # None: the terminal's, read at each redraw
         self.quiet = quiet
         self.terminal = (self.stream.isatty() if terminal is None else terminal) and not quiet
         self.total = total + done_before
@@ -67,12 +81,30 @@ class Progress:
         self.lock = threading.RLock()
         self.next_index = done_before
         self.overall = None
+        self.heartbeat_s = heartbeat_s
+        self._stop = threading.Event()
+        self._beat = None
         if self.terminal:
             from tqdm import tqdm
 
             self.overall = tqdm(total=self.total, initial=done_before, desc="combinations",
                                 unit="combo", file=self.stream, position=0, leave=True,
-                                dynamic_ncols=True)
+                                bar_format=OVERALL_FORMAT, **self._ncols())
+        elif not quiet and heartbeat_s > 0:
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True,
+                                          name="ganbench-progress-heartbeat")
+            self._beat.start()
+
+    def _ncols(self) -> dict:
+        return {"ncols": self.fixed_width} if self.fixed_width else {"dynamic_ncols": True}
+
+    def width(self) -> int:
+        """Columns of the terminal the bars are drawn on (80 when unknown)."""
+        if self.fixed_width:
+            return self.fixed_width
+        import shutil
+
+        return shutil.get_terminal_size((80, 24)).columns
 
     # -- messages shown once ------------------------------------------------------------
     def note(self, text: str) -> None:
@@ -97,8 +129,10 @@ class Progress:
             if self.terminal:
                 from tqdm import tqdm
 
-                combo.bar = tqdm(total=self.steps, desc=name, unit="step", file=self.stream,
-                                 position=len(self.running), leave=False, dynamic_ncols=True)
+                desc = name if len(name) <= NAME_WIDTH else name[:NAME_WIDTH - 1] + "…"
+                combo.bar = tqdm(total=self.steps, desc=desc, unit="step", file=self.stream,
+                                 position=len(self.running), leave=False,
+                                 bar_format=COMBO_FORMAT, **self._ncols())
 
     def event(self, name: str, kind: str, **data) -> None:
         """``kind`` "phase" (data: phase) or "step" (data: step, d_loss, g_loss)."""
@@ -111,14 +145,15 @@ class Progress:
                     return
                 combo.phase = data["phase"]
                 if combo.bar is not None:
-                    combo.bar.set_postfix_str(combo.phase, refresh=True)
+                    combo.bar.set_postfix_str(self._postfix(combo), refresh=True)
                 else:
                     self._plain(combo, combo.phase)
             elif kind == "step":
                 combo.step = int(data["step"])
                 losses = f"d_loss={data['d_loss']:.3f} g_loss={data['g_loss']:.3f}"
+                combo.losses = losses
                 if combo.bar is not None:
-                    combo.bar.set_postfix_str(f"{combo.phase} {losses}", refresh=False)
+                    combo.bar.set_postfix_str(self._postfix(combo), refresh=False)
                     combo.bar.update(combo.step - combo.bar.n)
                     self._refresh_overall()
                 else:
@@ -146,6 +181,7 @@ class Progress:
                 self._write(f"{name}: {status}: {error or ''}".rstrip(": "))
 
     def close(self) -> None:
+        self._stop.set()
         with self.lock:
             for combo in self.running.values():
                 if combo.bar is not None:
@@ -166,14 +202,36 @@ class Progress:
         elapsed = time.monotonic() - self.started
         return elapsed * (work - fraction_done) / fraction_done
 
+    def _postfix(self, combo: _Combo) -> str:
+        """The phase, and the losses when the bar keeps MIN_BAR characters with them."""
+        fixed = len(combo.bar.desc) + len(f": 100%|| {self.steps}/{self.steps}, ") \
+            + len(combo.phase)
+        room = self.width() - fixed - MIN_BAR
+        if combo.losses and room >= LOSSES_WIDTH:
+            return f"{combo.phase} {combo.losses}"
+        return combo.phase
+
     def _refresh_overall(self) -> None:
         if self.overall is not None:
             self.overall.set_postfix_str(f"ETA {_format_duration(self.eta_s())}", refresh=True)
 
     def _plain(self, combo: _Combo, text: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        combo.last_line = time.monotonic()
         self._write(f"{stamp} [{combo.index}/{self.total}] {combo.name}: {text} "
                     f"(run ETA {_format_duration(self.eta_s())})")
+
+    def _heartbeat(self) -> None:
+        """Plain mode: a line for every combination that has had none for heartbeat_s."""
+        while not self._stop.wait(min(1.0, self.heartbeat_s / 4)):
+            with self.lock:
+                now = time.monotonic()
+                for combo in list(self.running.values()):
+                    if now - combo.last_line >= self.heartbeat_s:
+                        where = (f"step {combo.step}/{self.steps}" if combo.phase == "training"
+                                 else combo.phase)
+                        self._plain(combo, f"still {where} after "
+                                           f"{_format_duration(now - combo.started)}")
 
     def _write(self, line: str) -> None:
         if self.terminal:

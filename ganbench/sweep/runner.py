@@ -28,7 +28,7 @@ from ganbench.sweep.progress import Progress
 from ganbench.sweep.record import record, reference_first, show_results
 from ganbench.sweep.resume import interrupts_reported, start, unfinished
 from ganbench.results.store import to_frame, write_table
-from ganbench.sweep.worker import run_one
+from ganbench.sweep.worker import run_one, warnings_sent
 
 
 def run(cfg: RunConfig, echo=print, resume: bool = False, retry_failed: bool = False,
@@ -50,8 +50,10 @@ def run(cfg: RunConfig, echo=print, resume: bool = False, retry_failed: bool = F
 
         return run_ranks(cfg, echo, resume, retry_failed=retry_failed, force=force)
     scaleout.check_one_process(cfg)
-    plan = make_plan(cfg)
-    reference = reference_first(plan)
+    early: list[str] = []  # warnings while planning: shown once, like the workers' (progress)
+    with warnings_sent(early.append):
+        plan = make_plan(cfg)
+        reference = reference_first(plan)
     run_dir = run_folder.prepare(plan.cfg.out or run_folder.default_run_dir(plan.cfg.plugins))
     lock = run_folder.RunLock(run_dir).acquire()
     progress = None
@@ -65,6 +67,8 @@ def run(cfg: RunConfig, echo=print, resume: bool = False, retry_failed: bool = F
         progress = Progress(len(todo), cfg.steps, quiet=cfg.quiet, done_before=len(rows))
         for note in plan.notes + notes:
             progress.note(note)
+        for text in early:
+            progress.warning(text)
         df = to_frame(rows)
 
         def work(combo):
