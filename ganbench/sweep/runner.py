@@ -23,7 +23,8 @@ from pathlib import Path
 from ganbench.sweep import run_folder
 from ganbench.scaleout import pool as scaleout
 from ganbench.config import RunConfig
-from ganbench.sweep.plan import Plan, make_plan
+from ganbench.registry import get_registry
+from ganbench.sweep.plan import Plan, check_columns, make_plan
 from ganbench.sweep.progress import Progress
 from ganbench.sweep.record import record, reference_first, show_results
 from ganbench.sweep.resume import interrupts_reported, start, unfinished
@@ -54,6 +55,7 @@ def run(cfg: RunConfig, echo=print, resume: bool = False, retry_failed: bool = F
     with warnings_sent(early.append):
         plan = make_plan(cfg)
         reference = reference_first(plan)
+    check_columns(plan.cfg.columns, plan.metric_names, get_registry(), reference)
     run_dir = run_folder.prepare(plan.cfg.out or run_folder.default_run_dir(plan.cfg.plugins))
     lock = run_folder.RunLock(run_dir).acquire()
     progress = None
