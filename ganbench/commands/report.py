@@ -49,14 +49,58 @@ def _read(path: Path):
     return read_table(path)
 
 
+def check_numbers(df, where) -> None:
+    """UserError (one line) naming the first cell of a numeric column (one the table module
+    formats as a number) that does not read as a number: a hand-edited table would otherwise
+    print ``abc`` as a throughput."""
+    from ganbench.errors import UserError
+    from ganbench.results.table import FORMATS, as_is, missing
+
+    for column in df.columns:
+        spec = FORMATS.get(column)
+        if spec is None or not spec.numeric or spec.fmt is as_is:
+            continue
+        for i, value in enumerate(df[column]):
+            if missing(value) or (isinstance(value, (int, float)) and
+                                  not isinstance(value, bool)):
+                continue
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                row = df["combo"].iloc[i] if "combo" in df else f"row {i + 1}"
+                raise UserError(f"{where}: {column} of {row} is {value!r}, not a number; was "
+                                "the table edited by hand? Fix or remove that value") from None
+
+
+def _planned(run_dir: Path):
+    """How many combinations the run in ``run_dir`` planned (its config.json's plugins), or
+    None when that cannot be told (no config, plugins no longer installed)."""
+    try:
+        from ganbench.registry import get_registry
+        from ganbench.sweep.matrix import build_matrix
+
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+        registry = get_registry()
+        combos, _ = build_matrix(tuple(config["plugins"]), registry)
+        if config.get("baseline"):
+            from ganbench.training.textbook import baseline_combos
+
+            combos = baseline_combos(combos, registry) + combos
+        return len(combos)
+    except Exception:  # a note, never a reason for report to fail
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ganbench.results.compare import is_bench_table
     from ganbench.results.store import display_columns, summary_markdown, with_display_columns
     from ganbench.results.table import check_columns, render, terminal_width
+    from ganbench.sweep.run_folder import unfinished_note
 
     from ganbench.errors import UserError
 
     df = _read(args.run_dir)
+    check_numbers(df, args.run_dir)
     bench = is_bench_table(df)
     if bench and (args.html is not None or args.format == "gab-json"):
         raise UserError("--html and --format gab-json need a run folder, not a "
@@ -78,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
         if args.columns:
             check_columns(args.columns, display_columns(df))
         print(summary_markdown(df, args.columns, width=terminal_width()))
+    if not bench and Path(args.run_dir).is_dir():  # on stderr: stdout stays the table
+        note = unfinished_note(args.run_dir, _planned(args.run_dir))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     if args.html is not None:
         from ganbench.results.html import write_html
 

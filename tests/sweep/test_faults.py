@@ -859,6 +859,7 @@ def test_off_a_terminal_stdout_has_only_results_and_stderr_the_rest_once(fault_e
     assert "dcgan+warn-loss" in res.stdout and "sagan+warn-loss+eager-attn" in res.stdout
 
     err = res.stderr.strip().splitlines()
+    assert err.pop() == f"see it with charts and images: ganbench report {out} --html"
     warned = [line for line in err if "faultplug: injected warning" in line]
     assert len(warned) == 1 and warned[0].startswith("warning: UserWarning: "), err
     notes = [line for line in err if line.startswith("note: ")]
