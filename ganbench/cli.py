@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "ganbench.commands.bench",
     "ganbench.commands.classifier",
     "ganbench.commands.sample",
+    "ganbench.commands.score",
 )
 
 

@@ -42,6 +42,15 @@ SEED_LIMIT = 2**62  # torch seeds are 64-bit and the runner adds small offsets t
 # SAGAN steps on its loaded 2-core CPU (6.8 s a step), and a first compile takes minutes, so 10
 # minutes stops a hung plugin without cutting a slow real run short.
 DEFAULT_STALL_TIMEOUT_S = 600.0
+# --seeds K above this is taken for a typo rather than trained: each seed trains every
+# combination, and 1000 seeds of the default `run --plugins dcgan,sagan` (105 s on 2 cores) is
+# about 29 hours.
+MAX_SEEDS = 1000
+# --budget: a number of seconds or minutes ("90s", "1.5m", "90" = seconds).
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([sm]?)\s*$")
+# --budget without --warmup: the first 10 steps are untimed, as min(10, steps // 5) gives for
+# any run of 50 steps or more (a budget run's length is not known in advance).
+BUDGET_WARMUP = 10
 
 
 @dataclass(frozen=True)
@@ -51,10 +60,12 @@ class RunConfig:
     data: str = "embedded"                      # NAME or NAME:ARG
     digits: tuple[int, ...] = (7, 8)            # the textbook trains on 7s and 8s; () = all
     device: str = "auto"
-    steps: Optional[int] = None                 # None: the device's default budget
+    steps: Optional[int] = None                 # None: the device's default (or --budget)
+    budget_s: Optional[float] = None            # train each combination this long instead
     batch_size: int = 64
     image_size: Optional[int] = None
-    seed: int = 0
+    seed: int = 0                               # evaluation's seed, and training's by default
+    seeds: tuple[int, ...] = ()                 # training seeds; (): just (seed,)
     dtype: str = "auto"                         # bf16 on CPUs with native bf16, else fp32
     memory_format: str = "channels_last"        # of G's and D's weights and activations
     warmup: Optional[int] = None                # None: min(10, steps // 5) untimed steps
@@ -66,6 +77,7 @@ class RunConfig:
     baseline: Optional[str] = None              # "textbook": add the chapter's step as a row
     cuda_graph: bool = False                    # capture each step in a CUDA graph
     columns: Optional[tuple[str, ...]] = None   # the printed table's columns (None: default)
+    reference: Optional[str] = None             # the combination the verdicts judge against
     out: Optional[Path] = None
     quiet: bool = False
     isolate: bool = True                        # one fresh process per combination
@@ -93,6 +105,13 @@ class RunConfig:
                               f"({self.steps}) so some steps are timed")
         if not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
             raise ConfigError(f"--seed must be an integer from 0 to 2**62 - 1, got {self.seed!r}")
+        _check_seeds(self.seeds)
+        if self.budget_s is not None:
+            if not isinstance(self.budget_s, (int, float)) or not 0 < self.budget_s < 1e9:
+                raise ConfigError(f"--budget must be a positive duration, got {self.budget_s!r}")
+            if self.steps is not None:
+                raise ConfigError("--budget and --steps both set how long each combination "
+                                  "trains (wall time or steps); give one of them")
         if self.compile_mode not in COMPILE_MODES:
             raise ConfigError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got "
                               f"{self.compile_mode!r}")
@@ -128,6 +147,11 @@ class RunConfig:
         if len(set(self.digits)) != len(self.digits):
             raise ConfigError("--digits lists a digit twice")
 
+    @property
+    def training_seeds(self) -> tuple[int, ...]:
+        """The seeds every combination trains under, in order: ``seeds``, or ``(seed,)``."""
+        return self.seeds or (self.seed,)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["out"] = str(self.out) if self.out is not None else None
@@ -138,6 +162,7 @@ class RunConfig:
         d = dict(d)
         for key in ("plugins", "digits"):
             d[key] = tuple(d[key])
+        d["seeds"] = tuple(d.get("seeds") or ())  # absent in runs made before --seeds
         for key in ("metrics", "columns"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
@@ -151,6 +176,64 @@ def _positive(flag: str, value: Optional[int], allow_none: bool = False) -> None
         return
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
+
+
+def _check_seeds(seeds) -> None:
+    if not isinstance(seeds, tuple):
+        raise ConfigError(f"--seeds must be a tuple of integers, got {seeds!r}")
+    bad = [x for x in seeds if not isinstance(x, int) or isinstance(x, bool)
+           or not 0 <= x < SEED_LIMIT]
+    if bad:
+        raise ConfigError(f"--seeds must be integers from 0 to 2**62 - 1, got {bad[0]!r}")
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"--seeds lists {len(seeds)} seeds, more than {MAX_SEEDS}")
+    repeated = sorted({x for x in seeds if seeds.count(x) > 1})
+    if repeated:
+        raise ConfigError(f"--seeds lists seed {repeated[0]} twice; each seed trains once")
+
+
+def parse_seeds(text: str, base: int) -> tuple[int, ...]:
+    """``--seeds``: 'K' (one integer) -> the K seeds base, base+1, ..., base+K-1 (``base`` is
+    --seed); 'A,B,...' (a comma anywhere) -> exactly those seeds, in that order.
+
+    >>> parse_seeds("3", 10), parse_seeds("0,3,7", 10)
+    ((10, 11, 12), (0, 3, 7))
+    """
+    text = text.strip()
+    usage = "--seeds takes a count K (seeds --seed .. --seed+K-1) or a list like 0,3,7"
+    if "," not in text:
+        try:
+            count = int(text)
+        except ValueError:
+            raise ConfigError(f"{usage}, got {text!r}") from None
+        if count < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {count}")
+        if count > MAX_SEEDS:
+            raise ConfigError(f"--seeds {count} is more than {MAX_SEEDS} seeds; is it a typo?")
+        if base + count > SEED_LIMIT:
+            raise ConfigError(f"--seeds {count} from --seed {base} passes 2**62 - 1")
+        return tuple(range(base, base + count))
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        seeds = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{usage}, got {text!r}") from None
+    if not seeds:
+        raise ConfigError(f"{usage}, got {text!r}")
+    _check_seeds(seeds)
+    return seeds
+
+
+def parse_budget(text: str) -> float:
+    """``--budget``: '90s', '1.5m' or '90' (seconds) -> seconds (a positive float)."""
+    match = _BUDGET.match(text.lower())
+    seconds = None
+    if match:
+        seconds = float(match.group(1)) * (60 if match.group(2) == "m" else 1)
+    if seconds is None or not 0 < seconds < 1e9:
+        raise ConfigError(f"--budget takes a positive wall time per combination such as 90s "
+                          f"or 2m, got {text!r}")
+    return seconds
 
 
 def parse_names(text: str, flag: str) -> tuple[str, ...]:
@@ -218,10 +301,14 @@ def resolve(cfg: RunConfig) -> RunConfig:
     """Fill the device-dependent defaults; the result is what the run records."""
     device = resolve_device(cfg.device)
     defaults = CUDA_DEFAULTS if device.startswith("cuda") else CPU_DEFAULTS
-    steps = cfg.steps if cfg.steps is not None else defaults["steps"]
-    warmup = cfg.warmup if cfg.warmup is not None else min(10, steps // 5)
-    if warmup >= steps:
-        raise ConfigError(f"--warmup ({warmup}) must be smaller than --steps ({steps})")
+    if cfg.budget_s is not None:  # a wall-time budget: the steps are whatever fits in it
+        steps = None
+        warmup = cfg.warmup if cfg.warmup is not None else BUDGET_WARMUP
+    else:
+        steps = cfg.steps if cfg.steps is not None else defaults["steps"]
+        warmup = cfg.warmup if cfg.warmup is not None else min(10, steps // 5)
+        if warmup >= steps:
+            raise ConfigError(f"--warmup ({warmup}) must be smaller than --steps ({steps})")
     dtype = cfg.dtype if cfg.dtype != "auto" else auto_dtype(device)
     if dtype == "bf16" and device == "cpu":
         import torch

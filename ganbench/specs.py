@@ -10,6 +10,7 @@ Specs are frozen: a registry hands the same object to every combination.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Optional
@@ -185,37 +186,119 @@ class Metric:
         raise NotImplementedError
 
 
+# Which way is better for a column: "lower", "higher", or "closer" to the real-data row's
+# value. "closer" is for two-sided metrics, which a generator can overshoot: five real digits
+# repeated score precision 1.00 and density 1.62 against the real row's 0.90 and 0.98, and all
+# ten digits an Inception Score of 9.5 against 2.15 for a 7s-and-8s run; none of that is better.
+COLUMN_WAYS = ("lower", "higher", "closer")
+# What a metric may declare about each of its columns (MetricSpec.columns).
+COLUMN_FIELDS = ("label", "unit", "format", "direction", "visible")
+# Display formats a column may name: sigN (N significant figures, fixed-point), fixedN (N
+# decimals), int, mib (bytes shown as MiB), sci (scientific), text, as-is, general.
+COLUMN_FORMAT = re.compile(r"^(sig[1-9]|fixed[0-9]|int|mib|sci|text|as-is|general)$")
+
+
+def _pairs(owner: str, value, what: str) -> tuple:
+    if isinstance(value, Mapping):
+        value = tuple(value.items())
+    try:
+        return tuple((str(pattern), item) for pattern, item in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {what}") from None
+
+
+def _column_fields(owner: str, pattern: str, fields) -> tuple:
+    """One MetricSpec.columns value checked and frozen into sorted (field, value) pairs."""
+    if isinstance(fields, tuple) and all(isinstance(f, tuple) and len(f) == 2 for f in fields):
+        fields = dict(fields)  # already frozen (a spec copied with dataclasses.replace)
+    if not isinstance(fields, Mapping):
+        raise ValueError(f"{owner}: columns[{pattern!r}] must be a mapping of "
+                         f"{', '.join(COLUMN_FIELDS)}")
+    for key, value in fields.items():
+        where = f"{owner}: columns[{pattern!r}][{key!r}]"
+        if key not in COLUMN_FIELDS:
+            raise ValueError(f"{where} is not a column field; use {', '.join(COLUMN_FIELDS)}")
+        if key in ("label", "unit") and (not isinstance(value, str) or "\n" in value):
+            raise ValueError(f"{where} must be one line of text")
+        if key == "format" and not (isinstance(value, str) and COLUMN_FORMAT.match(value)):
+            raise ValueError(f"{where} is {value!r}; use sigN, fixedN, int, mib, sci, text, "
+                             "as-is or general")
+        if key == "direction" and value not in COLUMN_WAYS + (None,):
+            raise ValueError(f"{where} is {value!r}; use 'lower', 'higher', 'closer' or None")
+        if key == "visible" and not isinstance(value, bool):
+            raise ValueError(f"{where} must be True or False")
+    return tuple(sorted(fields.items()))
+
+
 @dataclass(frozen=True)
 class MetricSpec(PluginSpec):
     """A sample-quality metric: ``factory()`` returns a :class:`Metric`.
 
     ``directions`` says which way is better for each column the metric writes: a mapping (or
-    pairs) of column name or shell pattern to ``"lower"`` or ``"higher"``, e.g.
-    ``{"fid_digits": "lower"}`` or ``{"prdc_*": "higher"}``. ``ganbench compare`` compares
-    only columns with a direction (so ``--fail-on my_score:+5%`` needs one), and the run's
-    table shows them by default. Stored as a tuple of (pattern, way) pairs, so the spec stays
-    hashable.
+    pairs) of column name or shell pattern to ``"lower"``, ``"higher"`` or ``"closer"`` (closer
+    to the real-data row's value, for two-sided metrics), e.g. ``{"fid_digits": "lower"}`` or
+    ``{"prdc_*": "higher"}``. ``ganbench compare`` and the verdicts judge only columns with a
+    direction (so ``--fail-on my_score:+5%`` needs one); a "closer" column is judged by its
+    distance to the real row.
+
+    ``columns`` (optional) says how each column is shown: a mapping of column name or shell
+    pattern to a mapping with any of ``label`` (the header; ``{0}`` stands for what the
+    pattern's first ``*`` matched: ``{"modes_share_*": {"label": "{0}s share"}}``), ``unit``
+    (shown after the label), ``format`` (sigN, fixedN, int, mib, sci, text, general),
+    ``direction`` (as above) and ``visible`` (False: left out of the default table, shown with
+    --columns or --all-columns; default True). An exact name wins over a pattern.
+
+    ``default``: scored when ``--metrics`` is not given (if available on the device).
+    ``primary``: the column that stands for sample quality in ``--target-fid``, the quality
+    curves and CI charts; the first registered default metric that names one provides it.
+
+    Everything is stored as tuples of pairs, so the spec stays hashable.
     """
 
     factory: Callable[[], Metric]
     why_unavailable: Callable[[str], Optional[str]] = always_available
     directions: tuple[tuple[str, str], ...] = ()
+    columns: tuple[tuple[str, tuple], ...] = ()
+    default: bool = True
+    primary: Optional[str] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        pairs = self.directions
-        if isinstance(pairs, Mapping):
-            pairs = tuple(pairs.items())
-        try:
-            pairs = tuple((str(pattern), way) for pattern, way in pairs)
-        except (TypeError, ValueError):
-            raise ValueError(f"metric {self.name!r}: directions must map column names to "
-                             "'lower' or 'higher'") from None
+        owner = f"metric {self.name!r}"
+        pairs = _pairs(owner, self.directions, "directions must map column names to "
+                                               "'lower', 'higher' or 'closer'")
         for pattern, way in pairs:
-            if way not in ("lower", "higher") or not pattern.strip():
-                raise ValueError(f"metric {self.name!r}: direction of {pattern!r} is {way!r}; "
-                                 "use 'lower' or 'higher'")
+            if way not in COLUMN_WAYS or not pattern.strip():
+                raise ValueError(f"{owner}: direction of {pattern!r} is {way!r}; "
+                                 "use 'lower', 'higher' or 'closer'")
         object.__setattr__(self, "directions", pairs)
+        columns = _pairs(owner, self.columns, "columns must map column names or patterns to "
+                                              "mappings of " + ", ".join(COLUMN_FIELDS))
+        columns = tuple((pattern, _column_fields(owner, pattern, fields))
+                        for pattern, fields in columns)
+        for pattern, fields in columns:
+            way = dict(fields).get("direction")
+            if way is not None and dict(pairs).get(pattern, way) != way:
+                raise ValueError(f"{owner}: {pattern!r} is {dict(pairs)[pattern]!r} in "
+                                 f"directions but {way!r} in columns")
+        object.__setattr__(self, "columns", columns)
+        if not isinstance(self.default, bool):
+            raise ValueError(f"{owner}: default must be True or False")
+        if self.primary is not None:
+            ways = dict(pairs)
+            ways.update({p: dict(f)["direction"] for p, f in columns
+                         if dict(f).get("direction")})
+            import fnmatch
+
+            if not isinstance(self.primary, str) or not re.match(r"^[a-z0-9_]+$", self.primary):
+                raise ValueError(f"{owner}: primary must be one column name, got "
+                                 f"{self.primary!r}")
+            way = next((w for p, w in ways.items() if p == self.primary), None) or next(
+                (w for p, w in ways.items() if fnmatch.fnmatchcase(self.primary, p)), None)
+            if way not in ("lower", "higher"):
+                raise ValueError(f"{owner}: primary column {self.primary!r} needs a 'lower' or "
+                                 "'higher' direction (in directions or columns): --target-fid "
+                                 "waits for it to pass a value")
 
 
 # --------------------------------------------------------------------------------------------

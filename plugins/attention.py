@@ -106,7 +106,7 @@ def _triton_factory(variant: str = "auto", backward: str = "auto", exp2: bool = 
     ``variant``: auto (small-n for N <= 256, else tiled) | small-n | tiled; ``backward`` (tiled
     variant): auto (= one-launch) | one-launch | two-kernel | atomic; ``exp2``: exponent as one
     FMA + exp2; ``prebind``: bind compiled kernels once per configuration (CUDA); tile
-    overrides (``block_n=128``, ``fwd_warps=4``, ...: TILE_CHOICES in triton_attn.py). Bad
+    overrides (``block_n=128``, ``fwd_warps=4``, ...: TILE_CHOICES in kernels/attention/plan.py). Bad
     values raise ValueError here, when the kernel is built, not mid-run.
     """
     from ganbench.kernels.attention.triton_attn import TritonAttend, check_options

@@ -1,78 +1,41 @@
 """Sample-quality metrics for handwritten digits, measured with ganbench's own digit classifier.
 
-Most metrics here look at images through :mod:`ganbench.quality.classifier`: ``fid-digits`` uses its
-64-d penultimate features after the ReLU, ``prdc`` the same layer before the ReLU (see
-:class:`Prdc` for why), ``is-digits`` and ``modes`` its softmax. ``memorisation`` works in pixel
-space against the training images. Classifier outputs are computed once per image set, in
-batches, and the last few sets are cached (see :func:`classifier_outputs`), so running all the
-metrics on one (fake, real) pair embeds each set once, and the held-out set shared by every row
-of a run once per run.
+Most metrics here look at images through :mod:`ganbench.quality.classifier`: ``fid-digits`` and
+``kid-digits`` (:mod:`ganbench.plugins.kid`) use its 64-d penultimate features after the ReLU,
+``prdc`` the same layer before the ReLU (see :class:`Prdc` for why), ``is-digits`` and ``modes``
+its softmax. ``memorisation`` (:mod:`ganbench.plugins.memorisation`) works in pixel space against
+the training images, with the classifier's class of each image. Classifier outputs are computed
+once per image set and cached (:func:`ganbench.quality.features.classifier_outputs`), so running
+all the metrics on one (fake, real) pair embeds each set once, and the held-out set shared by
+every row of a run once per run. This module registers all of them.
 
 Numbers from these metrics are comparable only with numbers made with the same classifier
 weights (``ganbench/assets/digit_classifier.json`` records their SHA-256), at the same image
-size and at similar sample counts: FID in particular is biased upward at small N (Binkowski et
-al. 2018, "Demystifying MMD GANs"), and resizing alone moves it (the classifier sees 28x28, so
-32x32 and 64x64 digits reach it through different resampling). :func:`ganbench.quality.evaluate.evaluate`
-tags every row with ``metric_n`` and ``metric_image_size`` for that reason. Compare against the
-"real data" row (:func:`ganbench.quality.evaluate.real_reference_row`), scored the same way at the same N.
+size and (for FID) at similar sample counts: FID is biased upward at small N (Binkowski et
+al. 2018, "Demystifying MMD GANs"; KID is not), and resizing alone moves it (the classifier
+sees 28x28, so 32x32 and 64x64 digits reach it through different resampling).
+:func:`ganbench.quality.evaluate.evaluate` tags every row with ``metric_n`` and
+``metric_image_size`` for that reason. Compare against the "real data" row
+(:func:`ganbench.quality.evaluate.real_reference_row`), scored the same way at the same N.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import weakref
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from ganbench.hookspecs import hookimpl
+from ganbench.plugins.kid import KidDigits
+from ganbench.plugins.memorisation import Memorisation
+from ganbench.quality.evaluate import TooFewSamplesError
+from ganbench.quality.features import (ClassifierOutputs, classifier_outputs,  # noqa: F401
+                                       classifier_unavailable)
 from ganbench.specs import Metric, MetricContext, MetricSpec
 
 NUM_CLASSES = 10
-
-
-# --------------------------------------------------------------------------------------------
-# Shared feature extraction
-# --------------------------------------------------------------------------------------------
-class ClassifierOutputs(NamedTuple):
-    features: torch.Tensor         # (N, 64) float64, penultimate layer after the ReLU
-    log_probs: torch.Tensor        # (N, 10) float64, log-softmax of the logits
-    pre_activations: torch.Tensor  # (N, 64) float64, penultimate layer before the ReLU
-
-
-_CACHE: list = []   # [(weakref to images, images._version, ClassifierOutputs)], newest last
-_CACHE_SIZE = 4     # fake + real of the current row, and a little slack
-
-
-def classifier_outputs(images: torch.Tensor) -> ClassifierOutputs:
-    """Classifier features and log-probabilities of ``images`` (N, 1, S, S) in [-1, 1].
-
-    Cached by tensor identity: the same tensor object, unmodified (its in-place version counter
-    unchanged), is embedded once; the last few sets used are kept (least recently used goes
-    first). Weak references, so the cache never keeps images alive.
-    """
-    from ganbench.quality.classifier import embed_pre_activations, load_classifier
-
-    for i, (ref, version, out) in enumerate(_CACHE):
-        if ref() is images and images._version == version:
-            _CACHE.append(_CACHE.pop(i))  # most recently used last: the shared real set stays
-            return out
-    pre, logits = embed_pre_activations(load_classifier(), images.detach().cpu())
-    pre = pre.double()
-    out = ClassifierOutputs(pre.clamp(min=0), F.log_softmax(logits.double(), dim=1), pre)
-    _CACHE.append((weakref.ref(images), images._version, out))
-    del _CACHE[:-_CACHE_SIZE]
-    return out
-
-
-def _classifier_unavailable(device: str) -> Optional[str]:
-    from ganbench.quality.classifier import WEIGHTS_PATH  # cheap: the module's torch is loaded already
-
-    if not WEIGHTS_PATH.is_file():
-        return f"classifier weights missing ({WEIGHTS_PATH}); run `ganbench classifier train`"
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,7 +76,8 @@ def mean_and_covariance(features: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
     x = features.double()
     if len(x) < 2:
-        raise ValueError(f"a covariance needs at least 2 samples, got {len(x)}")
+        raise TooFewSamplesError(f"a covariance (fid-digits) needs at least 2 samples, got "
+                                 f"{len(x)}")
     mu = x.mean(0)
     centred = x - mu
     return mu, centred.T @ centred / (len(x) - 1)
@@ -162,8 +126,8 @@ def _distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def knn_radii(x: torch.Tensor, k: int, chunk: int = CHUNK) -> torch.Tensor:
     """Distance (N,) from each row of x (N, D) to its k-th nearest other row of x."""
     if len(x) <= k:
-        raise ValueError(f"k-nearest neighbours with k={k} need more than {k} samples, "
-                         f"got {len(x)}")
+        raise TooFewSamplesError(f"k-nearest neighbours with k={k} (prdc) need more than {k} "
+                                 f"samples, got {len(x)}")
     radii = []
     for start in range(0, len(x), chunk):
         d = _distances(x[start:start + chunk], x)                # (c, N)
@@ -280,67 +244,6 @@ def mode_stats(fake_log_probs: torch.Tensor, real_log_probs: torch.Tensor,
 
 
 # --------------------------------------------------------------------------------------------
-# Memorisation
-# --------------------------------------------------------------------------------------------
-# A sample counts as a near-copy when its nearest training image is closer than all but 1% of the
-# held-out real digits ever get to theirs. The 1st percentile rather than the minimum: the
-# minimum of N held-out distances is one outlier (on the embedded 7s and 8s at 32x32: minimum
-# 4.0, 1st percentile 5.1, median 9.3 in [-1, 1] pixel units), and a generator that copies
-# lands at 0, far below either.
-MEMO_QUANTILE = 0.01
-
-
-def nearest_distances(x: torch.Tensor, pool: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
-    """Euclidean distance (N,) from each image of x (N, ...) to its nearest image in pool.
-
-    Pixel space, float64, flattened. cdist's matrix-multiply form (fast: a 1001 x 12,000 block
-    of 32x32 images takes about a second on 2 cores) is accurate to ~1e-6 here, far below the
-    distances compared (several units), and an exact copy still comes out at about 0.
-    """
-    x, pool = x.flatten(1).double(), pool.flatten(1).double()
-    return torch.cat([torch.cdist(x[s:s + chunk], pool).min(1).values
-                      for s in range(0, len(x), chunk)])
-
-
-_MEMO_CACHE: list = []  # [(ref to real, real._version, ref to train, train._version, distances)]
-
-
-def _heldout_to_train(real: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
-    """nearest_distances(real, train), cached by identity: the same held-out half and training
-    set serve every row of a run."""
-    for ref_r, v_r, ref_t, v_t, out in _MEMO_CACHE:
-        if ref_r() is real and ref_t() is train and real._version == v_r and train._version == v_t:
-            return out
-    out = nearest_distances(real, train)
-    _MEMO_CACHE.append((weakref.ref(real), real._version, weakref.ref(train), train._version, out))
-    del _MEMO_CACHE[:-2]
-    return out
-
-
-def memorisation(fake: torch.Tensor, real: torch.Tensor, train: torch.Tensor) -> dict[str, float]:
-    """Near-copies of the training images among ``fake``, judged against held-out ``real``.
-
-    All three are images (N, 1, S, S) at the same S; distances are Euclidean in pixel space.
-    With d(x) the distance from x to its nearest training image and t the MEMO_QUANTILE (1st
-    percentile) of d over the held-out ``real`` images:
-      ``memo_copy_share``: share of fakes with d(fake) < t. Held-out digits score about 0.01
-      (by construction of t, up to sampling noise); a copy of the training set scores 1.
-      ``memo_nn_ratio``: median d(fake) / median d(real). About 1 for new digits like the
-      held-out ones, 0 for copies; well above 1 means the samples are far from every training
-      digit (a fidelity problem that the other metrics measure better).
-    """
-    if not (fake.shape[1:] == real.shape[1:] == train.shape[1:]):
-        raise ValueError(f"memorisation needs images of one shape; got fake {tuple(fake.shape)}, "
-                         f"real {tuple(real.shape)}, train {tuple(train.shape)}")
-    held = _heldout_to_train(real, train)
-    threshold = torch.quantile(held, MEMO_QUANTILE)
-    d = nearest_distances(fake, train)
-    # quantile(0.5), not median(): torch's median is the lower middle value of an even count.
-    return {"memo_copy_share": float((d < threshold).double().mean()),
-            "memo_nn_ratio": float(torch.quantile(d, 0.5) / torch.quantile(held, 0.5))}
-
-
-# --------------------------------------------------------------------------------------------
 # The Metric objects
 # --------------------------------------------------------------------------------------------
 class FidDigits(Metric):
@@ -413,20 +316,6 @@ class Modes(Metric):
                           tuple(context.digits))
 
 
-class Memorisation(Metric):
-    """Near-copies of training images (``memo_copy_share``, ``memo_nn_ratio``): see
-    :func:`memorisation`. Needs ``context.train`` (the run's training images at the run's image
-    size); without it both columns are NaN, never a guess."""
-
-    def compute(self, fake, real, context: MetricContext):
-        if context.train is None:
-            return {"memo_copy_share": math.nan, "memo_nn_ratio": math.nan}
-        train = context.train
-        if train.device.type != "cpu" or train.requires_grad:  # else keep the object: cache key
-            train = train.detach().cpu()
-        return memorisation(fake, real, train)
-
-
 # --------------------------------------------------------------------------------------------
 # Optional: FID with Inception, from local weights only
 # --------------------------------------------------------------------------------------------
@@ -477,32 +366,67 @@ class FidInception(Metric):
 
 @hookimpl
 def ganbench_register_metrics(register):
+    # Directions: "closer" marks the two-sided metrics, judged by their distance to the real
+    # row (results/quality-metric-check: one real digit repeated keeps precision 1.00 and
+    # density 1.00 against the real row's 0.90 and 0.98; ten digits for a 7s-and-8s run give
+    # a higher IS than the real 2.15). Recall, coverage and modes_covered cannot overshoot
+    # the real data in a useful way, so higher stays better for them.
     register(MetricSpec(name="fid-digits", factory=FidDigits,
                         summary="Frechet distance on digit-classifier features (not Inception FID)",
-                        why_unavailable=_classifier_unavailable,
-                        directions={"fid_digits": "lower"}))
+                        why_unavailable=classifier_unavailable,
+                        directions={"fid_digits": "lower"},
+                        columns={"fid_digits": {"format": "sig4"}},
+                        primary="fid_digits"))
+    register(MetricSpec(name="kid-digits", factory=KidDigits,
+                        summary="Kernel (MMD^2) distance on digit-classifier features, unbiased "
+                        "at any N, with its SD",
+                        why_unavailable=classifier_unavailable,
+                        # kid_digits_sd is the number's uncertainty: no better direction.
+                        directions={"kid_digits": "lower"},
+                        columns={"kid_digits": {"label": "KID", "format": "sig3"},
+                                 "kid_digits_sd": {"label": "KID sd", "format": "sig2",
+                                                   "visible": False}}))
     register(MetricSpec(name="is-digits", factory=IsDigits,
                         summary="Inception-Score analogue from the digit classifier's softmax",
-                        why_unavailable=_classifier_unavailable,
-                        # Higher is better only up to the real data's value: for a digit
-                        # subset a higher IS than real means samples of other digits.
-                        directions={"is_digits": "higher"}))
+                        why_unavailable=classifier_unavailable,
+                        # above the real data's value means samples of unselected digits
+                        directions={"is_digits": "closer"},
+                        columns={"is_digits": {"format": "sig3"}}))
     register(MetricSpec(name="prdc", factory=Prdc,
                         summary="Precision/recall (k=3) and density/coverage (k=5) on "
-                        "classifier features", why_unavailable=_classifier_unavailable,
-                        directions={"prdc_*": "higher"}))
+                        "classifier features", why_unavailable=classifier_unavailable,
+                        directions={"prdc_precision": "closer", "prdc_density": "closer",
+                                    "prdc_recall": "higher", "prdc_coverage": "higher"},
+                        columns={"prdc_*": {"label": "{0}", "format": "sig3"},
+                                 "prdc_density": {"visible": False},
+                                 "prdc_coverage": {"visible": False}}))
     register(MetricSpec(name="modes", factory=Modes,
                         summary="Digit classes produced, class shares and KL to the real shares",
-                        why_unavailable=_classifier_unavailable,
-                        # modes_share_<d> has no better direction: it is read against the real
-                        # share, so compare leaves it out.
-                        directions={"modes_covered": "higher", "modes_kl": "lower"}))
+                        why_unavailable=classifier_unavailable,
+                        # a class share is read against the real share: closer is better
+                        directions={"modes_covered": "higher", "modes_kl": "lower",
+                                    "modes_share_*": "closer", "modes_frac_*": "closer"},
+                        columns={"modes_covered": {"label": "modes", "format": "int"},
+                                 "modes_kl": {"format": "sig3", "visible": False},
+                                 "modes_total": {"format": "int", "visible": False},
+                                 # confident share of samples read as digit {0}
+                                 "modes_share_*": {"label": "{0}s share", "format": "fixed2"},
+                                 # share whose likeliest class is {0}; the table shows the
+                                 # confident shares instead
+                                 "modes_frac_*": {"label": "{0}s argmax", "format": "fixed2",
+                                                  "visible": False}}))
     register(MetricSpec(name="memorisation", factory=Memorisation,
-                        summary="Share of samples nearer a training image than held-out digits "
-                        "ever are (pixel space)",
-                        # memo_nn_ratio is best near 1 (not lower, not higher): not compared.
-                        directions={"memo_copy_share": "lower"}))
+                        summary="Near-copies of training digits (2-px shifts allowed, per-class "
+                        "thresholds from held-out digits)",
+                        why_unavailable=classifier_unavailable,
+                        # memo_nn_ratio is about 1 for new digits (the real row's value), 0 for
+                        # copies and above 1 for samples far from every digit: closer is better.
+                        directions={"memo_copy_share": "lower", "memo_nn_ratio": "closer"},
+                        columns={"memo_copy_share": {"label": "copied", "format": "fixed3"},
+                                 "memo_nn_ratio": {"label": "nn ratio", "format": "sig3",
+                                                   "visible": False}}))
     register(MetricSpec(name="fid-inception", factory=FidInception,
                         summary="Inception FID via torch-fidelity, from local weights only",
                         why_unavailable=_inception_unavailable,
-                        directions={"fid_inception": "lower"}))
+                        directions={"fid_inception": "lower"},
+                        columns={"fid_inception": {"format": "sig4"}}))

@@ -151,7 +151,8 @@ def _ncu(out: Path) -> list[str]:
         return ["ncu profile: not run"]
     lines, kernel = [], None
     for line in path.read_text().splitlines():
-        name = re.search(r"(_fwd_kernel|_bwd_dkdv_kernel|_bwd_dq_kernel)", line)
+        # triton-attn's kernels: _tiled_fwd_kernel, _tiled_bwd_kernel, _small_fwd_kernel, ...
+        name = re.search(r"(\w*_(?:fwd|bwd)\w*_kernel)\b", line)
         if name and "(" in line:
             kernel = name.group(1)
         elif kernel and re.search(r"^\s+(Duration|Registers Per Thread|Achieved Occupancy)\b",

@@ -52,7 +52,8 @@ METRICS = list(quality.DEFAULT_METRICS)
 # (column, bad direction): "high" = higher is worse, "low" = lower is worse, "both".
 RULES = [("fid_digits", "high"), ("is_digits", "both"), ("prdc_precision", "low"),
          ("prdc_recall", "low"), ("prdc_density", "both"), ("prdc_coverage", "low"),
-         ("modes_kl", "high"), ("memo_copy_share", "high"), ("memo_nn_ratio", "low")]
+         ("modes_kl", "high"), ("memo_copy_share", "high"), ("memo_nn_ratio", "low"),
+         ("kid_digits", "high")]
 
 
 def pass_bands(resplit_rows: list[dict], z: float) -> dict[str, tuple]:
@@ -175,7 +176,7 @@ def main(argv=None) -> int:
 
 def markdown(df: pd.DataFrame, digits: tuple[int, ...], bands: dict) -> str:
     """The table: each value, with an x after it where its rule flags it."""
-    columns = [c for c, _ in RULES[:6]] + ["modes_covered"] + \
+    columns = ["fid_digits", "kid_digits"] + [c for c, _ in RULES[1:6]] + ["modes_covered"] + \
         [f"modes_share_{d}" for d in digits] + ["modes_kl", "memo_copy_share", "memo_nn_ratio"]
     header = ["set"] + columns
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -27,12 +27,14 @@ def main() -> None:
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("profile_attention.py: needs a CUDA device (this profiles GPU kernels)")
-    from ganbench.bench.attention import DTYPES, Shape, _inputs, time_calls
+    from ganbench.bench.shapes import DTYPES, Shape, make_inputs
+    from ganbench.bench.timing import TimingPolicy, time_calls
     from ganbench.kernels.attention.triton_attn import BACKWARDS, attend_triton
 
     B, N = args.batch, args.N
     # the benchmark's inputs (unit-variance scores), so the profile sees what it times
-    q, k, v, do = _inputs(B, Shape("profile", N, args.dqk, args.dv), DTYPES[args.dtype], "cuda")
+    q, k, v, do = make_inputs(B, Shape("profile", N, args.dqk, args.dv), DTYPES[args.dtype],
+                              "cuda")
     leaves = [t.requires_grad_() for t in (q, k, v)]
 
     def step(backward: str) -> None:
@@ -41,7 +43,8 @@ def main() -> None:
 
     variants = {b: functools.partial(step, b) for b in BACKWARDS}
     for name, fn in variants.items():  # warm-up (compilation) is not profiled
-        times = sorted(time_calls(fn, "cuda", warmup=3, repeats=20))
+        times = sorted(time_calls(fn, "cuda", TimingPolicy(warmup=3, min_calls=20,
+                                                           min_seconds=0, max_calls=20)))
         print(f"backward={name}: median {times[len(times) // 2] * 1e3:.3f} ms per fwd+bwd "
               f"(B={B} N={N} Dqk={args.dqk} Dv={args.dv} {args.dtype})")
     torch.cuda.cudart().cudaProfilerStart()

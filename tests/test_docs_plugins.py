@@ -162,5 +162,5 @@ def test_metric_spec_directions_are_documented_and_validated():
     spec = specs.MetricSpec(name="x", summary="s", factory=object,
                             directions={"x_score": "higher"})
     assert spec.directions == (("x_score", "higher"),) and hash(spec)
-    with pytest.raises(ValueError, match="use 'lower' or 'higher'"):
+    with pytest.raises(ValueError, match="use 'lower', 'higher' or 'closer'"):
         specs.MetricSpec(name="x", summary="s", factory=object, directions={"x": "up"})

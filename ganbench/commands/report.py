@@ -1,6 +1,8 @@
 """`ganbench report RUN_DIR`: reprint a run's table (fitted to the terminal, or chosen columns,
 or every column, or JSON); optionally write an HTML page or github-action-benchmark JSON beside
-it (see ganbench.results.html). A bench-attention folder or JSON prints the kernels' table."""
+it (see ganbench.results.html). A bench-attention folder or JSON prints the kernels' table.
+A run with several seeds per combination prints one row per combination (median [interval]
+over seeds) and the verdicts under it; --reference picks what they judge against."""
 
 from __future__ import annotations
 
@@ -35,18 +37,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(customBiggerIsBetter) and gab-smaller.json (customSmallerIsBetter)")
     p.add_argument("--gab-dir", type=Path, metavar="DIR",
                    help="where --format gab-json writes (default RUN_DIR)")
+    p.add_argument("--reference", metavar="COMBO",
+                   help="with several seeds: judge every combination against COMBO in the "
+                        "verdicts (default: the run's --reference, else every pair)")
 
 
-def _read(path: Path):
-    """The table of a run or bench-attention folder/file (UserError if it is neither)."""
-    from ganbench.results.store import read_table
+def _check_reference(reference: str, df) -> None:
+    """--reference names a trained combination of the table (UserError, exit 2, if not)."""
+    import difflib
 
-    path = Path(path)
-    if path.is_dir() and not any((path / n).exists() for n in ("results.json", "results.csv")):
-        for name in ("attention-bench.json", "attention-bench.csv"):
-            if (path / name).exists():
-                return read_table(path / name)
-    return read_table(path)
+    from ganbench.errors import UserError
+    from ganbench.results.columns import REFERENCE_STATUS
+
+    if "combo" not in df:
+        raise UserError("--reference needs a run table (with a combo column)")
+    rows = df[df["status"] != REFERENCE_STATUS] if "status" in df else df
+    names = list(dict.fromkeys(str(c) for c in rows["combo"]))
+    if reference not in names:
+        close = difflib.get_close_matches(reference, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"--reference {reference}: not a combination of this run{hint}; it "
+                        f"has: {', '.join(names)}")
 
 
 def check_numbers(df, where) -> None:
@@ -73,8 +84,9 @@ def check_numbers(df, where) -> None:
 
 
 def _planned(run_dir: Path):
-    """How many combinations the run in ``run_dir`` planned (its config.json's plugins), or
-    None when that cannot be told (no config, plugins no longer installed)."""
+    """How many rows the run in ``run_dir`` planned (its config.json's plugins, each under
+    each of its seeds), or None when that cannot be told (no config, plugins no longer
+    installed, a budget run: it may stop early by design)."""
     try:
         from ganbench.registry import get_registry
         from ganbench.sweep.matrix import build_matrix
@@ -86,25 +98,32 @@ def _planned(run_dir: Path):
             from ganbench.training.textbook import baseline_combos
 
             combos = baseline_combos(combos, registry) + combos
-        return len(combos)
+        return len(combos) * max(1, len(config.get("seeds") or ()))
     except Exception:  # a note, never a reason for report to fail
         return None
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.results.compare import is_bench_table
+    from ganbench.results.sides import is_bench_table
     from ganbench.results.store import display_columns, summary_markdown, with_display_columns
+    from ganbench.api.runs import read_results
+    from ganbench.errors import UserError
     from ganbench.results.table import check_columns, render, terminal_width
     from ganbench.sweep.run_folder import unfinished_note
 
-    from ganbench.errors import UserError
-
-    df = _read(args.run_dir)
+    df = read_results(args.run_dir)  # what ganbench.load(RUN_DIR).table reads
     check_numbers(df, args.run_dir)
     bench = is_bench_table(df)
     if bench and (args.html is not None or args.format == "gab-json"):
         raise UserError("--html and --format gab-json need a run folder, not a "
                         "bench-attention table")
+    if args.reference is not None:
+        _check_reference(args.reference, df)
+        df.attrs["reference"] = args.reference
+    elif Path(args.run_dir).is_dir():
+        from ganbench.results.store import configured_reference
+
+        df.attrs["reference"] = configured_reference(args.run_dir)
     if args.json:
         records = df.astype(object).where(df.notna(), None).to_dict("records")
         print(json.dumps({"rows": records}, indent=1, default=str))
@@ -129,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     if args.html is not None:
         from ganbench.results.html import write_html
 
-        path = write_html(args.run_dir, Path(args.html) if args.html else None)
+        path = write_html(args.run_dir, Path(args.html) if args.html else None,
+                          args.reference)
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if args.format == "gab-json":
         from ganbench.results.html import write_gab_json

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 from pathlib import Path
 
-# Kept in step with ganbench.config.DEFAULT_CHECKPOINT_EVERY (not imported: `ganbench --help`
-# must not import torch, and config is cheap but this module imports only the standard library).
-DEFAULT_CHECKPOINT_EVERY = 50
-DEFAULT_STALL_TIMEOUT_S = 600  # ganbench.config.DEFAULT_STALL_TIMEOUT_S, likewise
-# Options that say how to run rather than what to measure: the only ones --resume accepts.
-RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns",
-                    "stall_timeout")
+# Both cheap (standard library only below them): `ganbench --help` must not import torch.
+from ganbench.api.options import RESUME_OVERRIDES
+from ganbench.config import DEFAULT_CHECKPOINT_EVERY, DEFAULT_STALL_TIMEOUT_S
 
 NAME = "run"
 HELP = "train and benchmark every combination of the named plugins"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # A value like "-3s" (a negative --budget) must reach parse_budget, which names the mistake
+    # in one line; argparse takes anything starting with "-" that is not a plain negative
+    # number for an option and stops with its usage text instead. This parser has no option
+    # that looks like a number with a unit, so such words are safe to read as values.
+    if hasattr(p, "_negative_number_matcher"):  # argparse has no public switch for this
+        p._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d*\.?\d+[a-z]+$")
     p.add_argument("--plugins", metavar="NAMES",
                    help="comma-separated architectures, losses and attention kernels, "
                         "e.g. dcgan,sagan or sagan,triton-attn (see `ganbench plugins`); "
@@ -30,12 +34,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--digits", default="7,8", help="digits to train on, or 'all' (default "
                                                   "7,8 as the textbook)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
-    p.add_argument("--steps", type=int, help="training iterations (default: 180 on CPU, "
+    p.add_argument("--steps", type=int, help="training iterations (default: 600 on CPU, "
                                              "1000 on CUDA)")
+    p.add_argument("--budget", metavar="TIME",
+                   help="train every combination for the same wall time instead of the same "
+                        "steps, e.g. 90s or 2m (training only: model building and the final "
+                        "metrics are not counted, evaluations of --eval-every are); the row's "
+                        "steps column says how far each got. Not with --steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, help="32, 64 or 128 (default: 32 on CPU, 64 on "
                                                   "CUDA)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="the run's seed (default 0): it seeds training (initial weights, noise, "
+                        "batch order) and the evaluation's samples")
+    p.add_argument("--seeds", metavar="K|A,B,..",
+                   help="train every combination under several seeds: K = the K seeds --seed, "
+                        "--seed+1, ..., --seed+K-1; a list (0,3,7) = exactly those. One row per "
+                        "(combination, seed); files get .seed<S> in their names (with one seed "
+                        "the names stay as they are). The evaluation's samples stay --seed's, "
+                        "so only training differs between seeds")
     p.add_argument("--dtype", default="auto",
                    help="auto (default: bf16 autocast on CPUs with native bf16, fp32 on other "
                         "CPUs and on CUDA), fp32, or bf16 (autocast)")
@@ -51,7 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="also evaluate every K steps and write quality curves")
     p.add_argument("--target-fid", type=float, metavar="X",
-                   help="record the wall time at which fid_digits first drops below X")
+                   help="record, per seed, the wall time and step at which the run's target "
+                        "metric (fid_digits: the first metric that declares a target column) "
+                        "first passes X, checked at every --eval-every evaluation and at the "
+                        "end; a row that never does says 'not reached'")
     p.add_argument("--baseline", choices=["textbook"],
                    help="also train each architecture with the textbook's own step (fp32, "
                         "eager, its default loss and kernel) and add speedup_vs_textbook to "
@@ -69,6 +89,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", metavar="NAMES",
                    help="comma-separated columns of the printed table (default: the ones that "
                         "matter, fitted to the terminal; results.csv always has every column)")
+    p.add_argument("--reference", metavar="COMBO",
+                   help="with several seeds: judge every combination against COMBO (e.g. "
+                        "dcgan+bce) in the verdicts under the table, instead of every pair")
     p.add_argument("--quiet", action="store_true",
                    help="no progress, notes or warnings on stderr and no table on stdout: only "
                         "the line 'results: RUN_DIR' (the table is in RUN_DIR/results.md); "
@@ -82,10 +105,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         help="save each combination's training state every K steps to "
                              "RUN_DIR/checkpoints/ so --resume can continue it (default "
                              f"{DEFAULT_CHECKPOINT_EVERY}; 0: never)")
-    faults.add_argument("--stall-timeout", type=float, metavar="SECONDS",
+    faults.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S,
+                        metavar="SECONDS",
                         help="stop a combination's worker after this long without progress "
                              "(progress comes every 10 steps and at each phase); its row says "
-                             f"'stalled at step K' (default: {DEFAULT_STALL_TIMEOUT_S}; 0: "
+                             f"'stalled at step K' (default: {DEFAULT_STALL_TIMEOUT_S:g}; 0: "
                              "never; not with --in-process)")
     faults.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue an interrupted run with the settings in its "
@@ -115,64 +139,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             "(timings then share the machine: see parallel_jobs)")
 
 
-def _columns(value):
-    from ganbench.errors import ConfigError
-
-    names = tuple(p.strip() for p in (value or "").split(",") if p.strip())
-    if value is not None and not names:
-        raise ConfigError("--columns is empty; give comma-separated column names")
-    return names or None
-
-
-def config_from_args(args: argparse.Namespace):
-    from ganbench.config import RunConfig, parse_digits, parse_names, parse_options
-    from ganbench.errors import ConfigError
-
-    if args.plugins is None:
-        raise ConfigError("--plugins is required, e.g. --plugins dcgan,sagan (or continue a run "
-                          "with --resume RUN_DIR)")
-    metrics = None
-    if args.metrics is not None:
-        metrics = () if args.metrics.strip().lower() == "none" else parse_names(args.metrics,
-                                                                                "--metrics")
-    return RunConfig(plugins=parse_names(args.plugins, "--plugins"), metrics=metrics,
-                     data=args.data, digits=parse_digits(args.digits), device=args.device,
-                     steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
-                     seed=args.seed, dtype=args.dtype,
-                     memory_format=args.memory_format, warmup=args.warmup, eval_n=args.eval_n,
-                     eval_every=args.eval_every, target_fid=args.target_fid,
-                     compile=args.compile, compile_mode=args.compile_mode,
-                     baseline=args.baseline, cuda_graph=args.cuda_graph,
-                     options=parse_options(args.option), out=args.out,
-                     quiet=args.quiet, isolate=not args.in_process,
-                     columns=_columns(args.columns),
-                     checkpoint_every=args.checkpoint_every,
-                     jobs=args.jobs, sync_bn=args.sync_bn, scaling=args.scaling,
-                     **_stall(args))
-
-
-def _stall(args: argparse.Namespace) -> dict:
-    """{"stall_timeout": --stall-timeout} when given (a bad value fails in RunConfig)."""
-    return {} if args.stall_timeout is None else {"stall_timeout": args.stall_timeout}
+def given_options(args: argparse.Namespace) -> dict:
+    """The options the user gave (those differing from their defaults), by name, in the
+    parser's order: what a resume may take from the command line."""
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_arguments(defaults)
+    return {action.dest: getattr(args, action.dest) for action in defaults._actions
+            if action.option_strings and action.dest not in ("help", "resume")
+            and getattr(args, action.dest, action.default) != action.default}
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganbench.errors import ConfigError
-    from ganbench.sweep.resume import RunInterrupted
-    from ganbench.sweep.runner import run as run_all
+    """Through ganbench.api, the path ``ganbench.run()`` takes: the options -> a RunConfig
+    (ganbench.api.options, before torch is imported), then ganbench.api.runs.execute. The CLI
+    adds the exit codes and, for --nproc, the exec of torchrun."""
+    from ganbench.api.options import run_config
+    from ganbench.api.runs import execute
+    from ganbench.scaleout.pool import launched_by_torchrun
+    from ganbench.sweep.resume import RunInterrupted, check_world_size
 
-    if args.resume is not None:
-        return _resume(args)
-    if args.retry_failed:
-        raise ConfigError("--retry-failed goes with --resume RUN_DIR (it retrains the crashed, "
-                          "oom and failed rows of that run)")
-    cfg = config_from_args(args)  # validates before torch is imported
-    if args.nproc is not None:  # becomes torchrun; each rank parses the same options again
-        from ganbench.scaleout.pool import exec_torchrun, options_argv
+    resume = args.resume is not None
+    options = given_options(args) if resume else {
+        k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
+    cfg = run_config(options, args.resume)  # validates before torch is imported
+    if resume and not launched_by_torchrun():  # under torchrun the ranks check it
+        check_world_size(args.resume, cfg.world_size, args.nproc or 1)
+    if args.nproc is not None and (not resume or args.nproc > 1):
+        from ganbench.scaleout.pool import exec_torchrun, options_argv  # each rank parses again
 
-        exec_torchrun(args.nproc, options_argv(args, add_arguments), cfg)
+        exec_torchrun(args.nproc, options_argv(args, add_arguments),
+                      dataclasses.replace(cfg, jobs=1) if resume else cfg)
     try:
-        run_dir, df = run_all(cfg, echo=print, force=args.force)
+        _, df = execute(cfg, resume=resume, retry_failed=args.retry_failed, force=args.force,
+                        echo=print)
     except RunInterrupted as exc:
         return _interrupted(exc, cfg.world_size)
     return _finish(df)
@@ -182,44 +181,6 @@ def _finish(df) -> int:
     """Exit code 0 when every row is ok, 1 when any combination failed, diverged or crashed."""
     bad = df is not None and "status" in df and (~df["status"].isin(["ok", "reference"])).any()
     return 1 if bad else 0
-
-
-def _resume(args: argparse.Namespace) -> int:
-    """`run --resume RUN_DIR`: the saved settings, plus only the RESUME_OVERRIDES given."""
-    import dataclasses
-
-    from ganbench.errors import ConfigError
-    from ganbench.sweep.resume import RunInterrupted, check_world_size, load_run_config
-    from ganbench.sweep.runner import run as run_all
-    from ganbench.scaleout.pool import launched_by_torchrun
-
-    defaults = argparse.ArgumentParser(add_help=False)
-    add_arguments(defaults)
-    for action in defaults._actions:  # argparse has no public list of a parser's options
-        if action.dest in ("resume", "help", *RESUME_OVERRIDES) or not action.option_strings:
-            continue
-        if getattr(args, action.dest, action.default) != action.default:
-            flag = max(action.option_strings, key=len)
-            allowed = ", ".join("--" + o.replace("_", "-") for o in RESUME_OVERRIDES)
-            raise ConfigError(f"--resume takes its settings from {args.resume}/config.json; "
-                              f"drop {flag} (only {allowed} may be given)")
-    cfg = load_run_config(args.resume)
-    cfg = dataclasses.replace(cfg, quiet=args.quiet,  # how to run, not what: not inherited
-                              isolate=cfg.isolate and not args.in_process,
-                              jobs=args.jobs if args.jobs != 1 else cfg.jobs,
-                              columns=_columns(args.columns) or cfg.columns, **_stall(args))
-    if not launched_by_torchrun():  # under torchrun the ranks check it (ganbench.sweep.resume.start)
-        check_world_size(args.resume, cfg.world_size, args.nproc or 1)
-    if args.nproc is not None and args.nproc > 1:
-        from ganbench.scaleout.pool import exec_torchrun, options_argv
-
-        exec_torchrun(args.nproc, options_argv(args, add_arguments),
-                      dataclasses.replace(cfg, jobs=1))
-    try:
-        run_dir, df = run_all(cfg, echo=print, resume=True, retry_failed=args.retry_failed)
-    except RunInterrupted as exc:
-        return _interrupted(exc, cfg.world_size)
-    return _finish(df)
 
 
 def _interrupted(exc, world_size: int = 1) -> int:

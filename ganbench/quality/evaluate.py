@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from ganbench.errors import ConfigError
+from ganbench.errors import ConfigError, DataError
 from ganbench.specs import MetricContext
 
 if TYPE_CHECKING:
@@ -26,9 +26,34 @@ if TYPE_CHECKING:
 
     from ganbench.registry import Registry
 
-DEFAULT_METRICS = ("fid-digits", "is-digits", "prdc", "modes", "memorisation")
 DEFAULT_EVAL_N = 2000  # samples scored when --eval-n is not given, if the held-out set allows
 TAG_COLUMNS = ("metric_n", "metric_image_size")  # what every evaluate() row is tagged with
+
+
+def default_metrics(registry: Optional["Registry"] = None, device: str = "cpu") -> tuple[str, ...]:
+    """The metrics scored when ``--metrics`` is not given: every registered metric whose
+    MetricSpec says ``default=True`` (the default) and that can run on ``device``, in
+    registration order (built-ins first). The core names none of them."""
+    from ganbench.registry import get_registry, why_unavailable
+
+    registry = registry or get_registry()
+    return tuple(name for name, spec in registry.metrics.items()
+                 if getattr(spec, "default", True) and not why_unavailable(spec, device))
+
+
+def __getattr__(name: str):
+    """``DEFAULT_METRICS``: :func:`default_metrics` of the process's registry on the CPU (a
+    module attribute computed when read, for callers from before the column registry)."""
+    if name == "DEFAULT_METRICS":
+        return default_metrics()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class TooFewSamplesError(DataError, ValueError):
+    """A metric cannot score sets this small; the message names the metric and its minimum.
+
+    A user error (exit 2 on the command line: ``ganbench score`` of a handful of images) and a
+    ValueError (what the metric's arithmetic raised before it had a name of its own)."""
 
 
 def _on_cpu(x: "torch.Tensor") -> "torch.Tensor":
@@ -78,6 +103,7 @@ class EvalSets:
     real_labels: Optional["torch.Tensor"]
     stand_in: "torch.Tensor"
     n: int
+    stand_in_labels: Optional["torch.Tensor"] = None  # labels of ``stand_in``, where known
 
 
 def max_eval_n(heldout_count: int) -> int:
@@ -124,20 +150,25 @@ def eval_sets(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
     order = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(seed))
     first, second = order[:n_used], order[n_used:2 * n_used]
     labels = heldout_labels[second] if heldout_labels is not None else None
-    return EvalSets(real=heldout[second], real_labels=labels, stand_in=heldout[first], n=n_used)
+    stand_in_labels = heldout_labels[first] if heldout_labels is not None else None
+    return EvalSets(real=heldout[second], real_labels=labels, stand_in=heldout[first], n=n_used,
+                    stand_in_labels=stand_in_labels)
 
 
 def real_reference_row(heldout: "torch.Tensor", heldout_labels: Optional["torch.Tensor"],
                        n: int, context: MetricContext, registry: "Registry",
-                       metric_names: Iterable[str] = DEFAULT_METRICS,
+                       metric_names: Optional[Iterable[str]] = None,
                        seed: int = 0) -> tuple[dict[str, float], int]:
     """Score one half of the held-out real digits against the other: the "real data" row.
 
     The halves are those of :func:`eval_sets` (same ``seed``, same ``n``), so the row is the
     floor for generator rows scored against ``eval_sets(...).real``. Returns ``(row, n_used)``.
     ``context.real_labels`` is set to the labels of the "real" half (where labels are given).
+    ``metric_names`` None: :func:`default_metrics`.
     """
     sets = eval_sets(heldout, heldout_labels, n, seed)
+    if metric_names is None:
+        metric_names = default_metrics(registry, context.device)
     row = evaluate(metric_names, sets.stand_in, sets.real,
                    replace(context, real_labels=sets.real_labels), registry)
     return row, sets.n

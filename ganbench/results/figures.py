@@ -179,25 +179,45 @@ def save_attention_figure(G: nn.Module, z: torch.Tensor, path: Path, title: str)
     return path
 
 
+def curve_panels(df) -> list[tuple[str, str]]:
+    """(column, axis label) of each quality column in df that the default table shows and
+    that has a direction, the primary quality column first (ganbench.results.columns)."""
+    from ganbench.results.columns import PER_CLASS, column, primary_quality
+
+    ways = {"lower": "lower is better", "higher": "higher is better",
+            "closer": "closer to real is better"}
+    names = [c for c in df.columns if c not in ("step", "wall_s")]
+    first = primary_quality()
+    if first in names:
+        names.remove(first)
+        names.insert(0, first)
+    out = []
+    for name in names:
+        info = column(name)
+        if info.quality and info.visible and info.direction and not PER_CLASS.search(name):
+            out.append((name, f"{info.header} ({ways[info.direction]})"))
+    return out
+
+
 def save_curves(df, path: Path, title: str) -> Path:
-    """Quality over wall-clock time: one panel per metric column that is present."""
+    """Quality over wall-clock time: one panel per shown quality column (:func:`curve_panels`),
+    at most three panels a row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(c, label) for c, label in (
-        ("fid_digits", "fid_digits (lower is better)"),
-        ("prdc_precision", "precision (higher is better)"),
-        ("prdc_recall", "recall (higher is better)"),
-        ("modes_covered", "digit classes covered")) if c in df]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 3),
-                             squeeze=False)
-    for ax, (col, label) in zip(axes[0], panels):
+    panels = curve_panels(df)
+    cols = max(1, min(3, len(panels)))
+    rows = max(1, math.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3 * rows), squeeze=False)
+    for ax, (col, label) in zip(axes.flat, panels):
         ax.plot(df["wall_s"], df[col], marker="o")
         ax.set_xlabel("wall-clock time (s)")
-        ax.set_ylabel(label)
+        ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

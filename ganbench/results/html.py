@@ -1,84 +1,86 @@
 """A run folder -> one self-contained HTML page, and github-action-benchmark JSON.
 
-The page (``ganbench report RUN_DIR --html``) holds, in order: the results table, bar charts of
-images/s and peak memory per combination, quality-over-time curves (when ``curves/*.csv``
-exist), the sample grids side by side, and the attention maps. Every image is a PNG embedded
-as a base64 data URI, so the file can be mailed, attached to a CI run or opened offline.
+The page (``ganbench report RUN_DIR --html``) holds, in order: the results table (for a run
+with several seeds per combination: the median [interval] over seeds, then the verdicts),
+bar charts of images/s and peak memory per combination (multi-seed: every judged column's
+median with its interval as an error bar), quality-over-time curves (when ``curves/*.csv``
+exist), the sample grids side by side, and the attention maps (ganbench.results.charts draws
+the charts). Every image is a PNG embedded as a base64 data URI, so the file can be mailed,
+attached to a CI run or opened offline.
 
 github-action-benchmark (``--format gab-json``) takes one JSON list per direction, so two files
 are written: ``gab-bigger.json`` for its ``customBiggerIsBetter`` tool and ``gab-smaller.json``
-for ``customSmallerIsBetter``; each is a list of ``{"name", "unit", "value", "extra"}``.
-Which file a metric goes to is ganbench.results.compare's direction table, the one `compare` uses.
+for ``customSmallerIsBetter``; each is a list of ``{"name", "unit", "value", "extra"}``. The
+entries are the core's headline columns (img/s, step time, peak memory) and every metric
+column with a direction (per-class shares left out), as the column registry
+(ganbench.results.columns) declares them; a closer-to-real column goes to gab-smaller.json as
+its distance to the real-data row (name 'COMBO COLUMN distance to real'), and is left out
+without a real row. A multi-seed run gives one entry per combination: the median over seeds.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
-from ganbench.results.compare import HIGHER, REFERENCE_STATUS, direction
+from ganbench.results.charts import (curves_chart, finite, interval_chart,  # noqa: F401
+                                     memory_chart, models, read_curves, reference_values,
+                                     throughput_chart)
+from ganbench.results.columns import (CLOSER, HEADLINE, HIGHER, LOWER, PER_CLASS, column,
+                                      direction, distance_to_real)
 from ganbench.results.store import atomic_write_text, read_table
 
 MIB = 2 ** 20
-
-# What goes to github-action-benchmark: (column, unit, scale). Few and stable, because each
-# becomes a chart on the benchmark page; peak memory in MiB, not bytes, for readable axes.
-GAB_METRICS = (
-    ("img_per_s", "images/s", 1.0),
-    ("step_ms_median", "ms", 1.0),
-    ("peak_mem_bytes", "MiB", 1.0 / MIB),
-    ("fid_digits", "FID (digit-classifier features)", 1.0),
-    ("is_digits", "IS (digit classifier)", 1.0),
-    ("prdc_precision", "fraction", 1.0),
-    ("prdc_recall", "fraction", 1.0),
-    ("prdc_density", "ratio", 1.0),
-    ("prdc_coverage", "fraction", 1.0),
-    ("modes_covered", "modes", 1.0),
-    ("modes_kl", "nats", 1.0),
-)
-GAB_FILES = {HIGHER: "gab-bigger.json", "lower": "gab-smaller.json"}
-
-
-def _models(df: pd.DataFrame) -> pd.DataFrame:
-    """The trained combinations (not the real-data reference row)."""
-    if "status" not in df:
-        return df
-    return df[df["status"] != REFERENCE_STATUS]
-
-
-def _finite(value) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+GAB_FILES = {HIGHER: "gab-bigger.json", LOWER: "gab-smaller.json"}
 
 
 # ------------------------------------------------------------------------------------------
 # github-action-benchmark
 # ------------------------------------------------------------------------------------------
+def gab_columns(df: pd.DataFrame) -> list[str]:
+    """The columns github-action-benchmark gets: the headline core columns, then every metric
+    column with a direction except per-class ones, in table order."""
+    quality = [c for c in df.columns if column(c).quality and direction(c)
+               and not PER_CLASS.search(c)]
+    return [c for c in HEADLINE if c in df.columns] + quality
+
+
 def gab_entries(df: pd.DataFrame) -> dict[str, list[dict]]:
     """{'higher': [...], 'lower': [...]}: one {name, unit, value, extra} per combination and
-    metric with a finite value; name is 'COMBO METRIC' so it is stable across runs."""
-    out: dict[str, list[dict]] = {HIGHER: [], "lower": []}
-    for row in _models(df).to_dict("records"):
+    column with a finite value; name is 'COMBO COLUMN' (closer columns: 'COMBO COLUMN
+    distance to real'), stable across runs. Several seeds: the medians over seeds."""
+    from ganbench.results.summary import has_seeds, summarise
+
+    reference = reference_values(df)
+    names = gab_columns(df)
+    rows = models(summarise(df) if has_seeds(df) else df)
+    out: dict[str, list[dict]] = {HIGHER: [], LOWER: []}
+    for row in rows.to_dict("records"):
         if row.get("status", "ok") != "ok":
             continue
         extra = ", ".join(str(row[c]) for c in ("device_name", "torch_version", "git_commit")
                           if c in row and row[c] is not None and str(row[c]) != "nan")
-        for column, unit, scale in GAB_METRICS:
-            if column in row and _finite(row[column]):
-                entry = {"name": f"{row['combo']} {column}", "unit": unit,
-                         "value": float(row[column]) * scale}
-                if extra:
-                    entry["extra"] = extra
-                out[direction(column)].append(entry)
+        for name in names:
+            if name not in row or not finite(row[name]):
+                continue
+            info = column(name)
+            value = float(row[name]) * (1.0 / MIB if info.format == "mib" else 1.0)
+            way, label = info.direction, f"{row['combo']} {name}"
+            if way == CLOSER:
+                if name not in reference:
+                    continue  # no real row: a distance cannot be given
+                scale = 1.0 / MIB if info.format == "mib" else 1.0
+                value = distance_to_real(value, reference[name] * scale)
+                way, label = LOWER, f"{label} distance to real"
+            entry = {"name": label, "unit": info.unit or info.label, "value": value}
+            if extra:
+                entry["extra"] = extra
+            out[way].append(entry)
     return out
 
 
@@ -92,141 +94,6 @@ def write_gab_json(run_dir: Path, out_dir: Optional[Path] = None) -> list[Path]:
         atomic_write_text(path, json.dumps(entries, indent=1) + "\n")
         paths.append(path)
     return paths
-
-
-# ------------------------------------------------------------------------------------------
-# Figures
-# ------------------------------------------------------------------------------------------
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def throughput_chart(df: pd.DataFrame) -> Optional[str]:
-    """Horizontal bars of images/s per combination, whiskers from the p90 to the p10 step time
-    (images/s = batch / step time, so the slow p90 step gives the low end). Base64 PNG."""
-    df = _models(df)
-    if "img_per_s" not in df or not df["img_per_s"].map(_finite).any():
-        return None
-    df = df[df["img_per_s"].map(_finite)]
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(df) + 1.4))
-    y = range(len(df))
-    values = df["img_per_s"].astype(float).to_numpy()
-    xerr = None
-    if {"step_ms_p10", "step_ms_p90", "batch_size"} <= set(df.columns):
-        batch = df["batch_size"].astype(float).to_numpy()
-        low = batch / (df["step_ms_p90"].astype(float).to_numpy() / 1000.0)
-        high = batch / (df["step_ms_p10"].astype(float).to_numpy() / 1000.0)
-        xerr = [(values - low).clip(min=0), (high - values).clip(min=0)]
-    ax.barh(list(y), values, xerr=xerr, color="#4C72B0", capsize=3)
-    # The value goes in the tick label: beside the bar it would collide with the whiskers.
-    ax.set_yticks(list(y), [f"{c}\n{v:.3g} img/s" for c, v in zip(df["combo"], values)])
-    ax.invert_yaxis()
-    ax.set_xlabel("training throughput (images/s; bar = median step, whiskers = p90..p10 step)")
-    ax.set_title("Images per second per combination (higher is better)")
-    return _png(fig)
-
-
-def memory_chart(df: pd.DataFrame) -> Optional[str]:
-    """Horizontal bars of peak memory (MiB) per combination, with how it was measured."""
-    df = _models(df)
-    if "peak_mem_bytes" not in df or not df["peak_mem_bytes"].map(_finite).any():
-        return None
-    df = df[df["peak_mem_bytes"].map(_finite)]
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(df) + 1.4))
-    values = df["peak_mem_bytes"].astype(float).to_numpy() / MIB
-    y = list(range(len(df)))
-    ax.barh(y, values, color="#DD8452")
-    ax.set_yticks(y, df["combo"].tolist())
-    ax.invert_yaxis()
-    methods = sorted(set(df["mem_method"].dropna())) if "mem_method" in df else []
-    ax.set_xlabel("peak memory (MiB)" + (f"; {'; '.join(methods)}" if methods else ""))
-    ax.set_title("Peak memory per combination (lower is better)")
-    for i, v in enumerate(values):
-        ax.text(v, i, f" {v:.0f}", va="center", ha="left", fontsize=8)
-    ax.margins(x=0.15)
-    return _png(fig)
-
-
-def read_curves(run_dir: Path) -> dict[str, pd.DataFrame]:
-    """combo -> its curves/<combo>.csv (step, wall_s, metric columns); unreadable files skipped."""
-    out = {}
-    for path in sorted((Path(run_dir) / "curves").glob("*.csv")):
-        try:
-            out[path.stem] = pd.read_csv(path)
-        except (OSError, ValueError):
-            continue
-    return out
-
-
-def reference_values(df: pd.DataFrame) -> dict[str, float]:
-    """metric -> the real-data row's value (held-out digits against held-out digits)."""
-    if "status" not in df:
-        return {}
-    ref = df[df["status"] == REFERENCE_STATUS]
-    if not len(ref):
-        return {}
-    row = ref.iloc[0]
-    return {c: float(row[c]) for c in df.columns if direction(c) and _finite(row[c])}
-
-
-def curves_chart(curves: dict[str, pd.DataFrame],
-                 reference: Optional[dict[str, float]] = None) -> Optional[str]:
-    """One panel per quality metric (those with a direction), one line per combination,
-    against training step, and the real data's value as a dashed reference line where the
-    run has one. Base64 PNG, or None when no curve has a metric column."""
-    reference = reference or {}
-    metrics = []
-    for df in curves.values():
-        for column in df.columns:
-            if column not in ("step", "wall_s") and direction(column) and column not in metrics:
-                metrics.append(column)
-    if not metrics:
-        return None
-    plt = _pyplot()
-    cols = min(3, len(metrics))
-    rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        for combo, df in curves.items():
-            if metric in df and "step" in df:
-                ax.plot(df["step"], df[metric], marker="o", markersize=3, label=combo)
-        if metric in reference:
-            ax.axhline(reference[metric], color="0.35", linestyle="--", linewidth=1.2,
-                       label="real data")
-        better = "lower" if direction(metric) == "lower" else "higher"
-        ax.set_title(f"{metric} ({better} is better)", fontsize=9)
-        ax.set_xlabel("training step")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.axis("off")
-    handles, labels = [], []
-    for ax in axes.flat:  # the union: the reference line may be on some panels only
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            if label not in labels:
-                handles.append(handle)
-                labels.append(label)
-    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8,
-               bbox_to_anchor=(0.5, -0.02 - 0.03 * math.ceil(len(labels) / 3)))
-    fig.suptitle("Sample quality during training")
-    fig.tight_layout()
-    return _png(fig)
 
 
 # ------------------------------------------------------------------------------------------
@@ -276,30 +143,75 @@ def _img(data: str, alt: str, cls: str = "") -> str:
 def _table_html(df: pd.DataFrame) -> str:
     """The run's table in a horizontally scrolling box: the summary's columns (units in the
     headers, the same formats as the terminal, blanks for missing) plus every other column
-    with a direction and the error."""
+    with a direction and the error. Several seeds per combination: one row per combination,
+    each judged cell the median [interval] over its seeds (ganbench.results.summary)."""
     from ganbench.results.store import summary_columns, with_display_columns
-    from ganbench.results.table import cells
+    from ganbench.results.summary import (HIGH, LOW, display_frame, formats_for, has_seeds,
+                                          summarise)
 
-    view = with_display_columns(df)
+    seeded = has_seeds(df)
+    view = display_frame(summarise(df)) if seeded else with_display_columns(df)
     cols = summary_columns(df)
     if "status" in view and "status" not in cols:
         cols.insert(1, "status")
+    if seeded:
+        cols.insert(cols.index("combo") + 1, "n")
     extra = [c for c in view.columns if c not in cols and direction(c)
              and not c.startswith("step_ms") and c != "peak_mem_delta_bytes"
-             and not view[c].isna().all()]
+             and not c.endswith((LOW, HIGH))  # shown inside their column's cells
+             and not view[c].isna().all() and not (view[c] == "").all()]
     if "error" in view:
         extra.append("error")
-    headers, rows, align = cells(view, cols + extra)
+    return _html_table(view, cols + extra, formats_for(view) if seeded else None)
+
+
+def _html_table(view: pd.DataFrame, cols: list[str], formats=None) -> str:
+    from ganbench.results.table import cells
+
+    headers, rows, align = cells(view, cols, formats)
     head = "".join(f'<th class="text">{html.escape(h)}</th>' if a == "left" and i else
                    f"<th>{html.escape(h)}</th>" for i, (h, a) in enumerate(zip(headers, align)))
     body = []
     for row in rows:
-        cells = "".join(
+        tds = "".join(
             f'<td class="text">{html.escape(v)}</td>' if a == "left" and i else
             f"<td>{html.escape(v)}</td>" for i, (v, a) in enumerate(zip(row, align)))
-        body.append(f"<tr>{cells}</tr>")
+        body.append(f"<tr>{tds}</tr>")
     return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _seed_sections(df: pd.DataFrame, reference: Optional[str]) -> list[str]:
+    """Multi-seed runs: the interval note, the verdicts and the interval chart."""
+    from ganbench.results.store import summary_columns
+    from ganbench.results.summary import method_note, summarise
+    from ganbench.results.verdicts import BETTER, WORSE, verdicts
+    from ganbench.results.verdicts import display_frame as display_verdicts
+    from ganbench.results.verdicts import render as render_verdicts
+
+    summary = summarise(df)
+    if reference is not None and reference not in set(models(df)["combo"].astype(str)):
+        reference = None
+    table = verdicts(df, reference)
+    parts = [f"<p>{html.escape(method_note(summary))}</p>"]
+    title = f"Verdicts against {reference}" if reference else "Verdicts between combinations"
+    parts.append(f"<h2>{html.escape(title)}</h2>")
+    decided = table[table["verdict"].isin([BETTER, WORSE])] if len(table) else table
+    note = render_verdicts(table).splitlines()[-1] if len(table) else "(no verdicts)"
+    if len(decided):
+        from ganbench.results.table import Format, as_is
+
+        view = display_verdicts(decided)
+        formats = {c: Format(c, as_is, c in ("combo median", "vs median", "g", "p (Holm)"))
+                   for c in view.columns}
+        parts.append(_html_table(view, list(view.columns), formats))
+    parts.append(f"<p>{html.escape(note)}</p>")
+    names = [c for c in HEADLINE if c in summary] + [
+        c for c in summary_columns(df) if column(c).quality and direction(c)]
+    chart = interval_chart(summary, names, reference_values(df))
+    if chart:
+        parts += ["<h2>Medians over seeds</h2>", _img(chart, "medians with intervals")]
+    return parts
 
 
 def read_config(run_dir: Path) -> dict:
@@ -333,11 +245,11 @@ def _settings_html(df: pd.DataFrame, config: dict) -> str:
 
 def _environment(df: pd.DataFrame) -> str:
     parts = []
-    for column, label in (("device_name", "device"), ("dtype", "dtype"),
-                          ("torch_version", "torch"), ("triton_version", "triton"),
-                          ("git_commit", "commit")):
-        if column in df:
-            values = sorted({str(v) for v in df[column].dropna()})
+    for name, label in (("device_name", "device"), ("dtype", "dtype"),
+                        ("torch_version", "torch"), ("triton_version", "triton"),
+                        ("git_commit", "commit")):
+        if name in df:
+            values = sorted({str(v) for v in df[name].dropna()})
             if values:
                 parts.append(f"{label}: {html.escape(', '.join(values))}")
     return " &middot; ".join(parts)
@@ -356,21 +268,30 @@ def _image_section(title: str, run_dir: Path, folder: str, combos: list[str],
     return f"<h2>{title}</h2>\n<div class=\"grid\">{''.join(figures)}</div>"
 
 
-def build_html(run_dir: Path) -> str:
-    """The whole page as a string (no file access beyond the run folder, no network)."""
+def build_html(run_dir: Path, reference: Optional[str] = None) -> str:
+    """The whole page as a string (no file access beyond the run folder, no network).
+    ``reference``: the verdicts' reference combination of a multi-seed run (default the one
+    in config.json, else every pair)."""
+    from ganbench.results.store import configured_reference
+    from ganbench.results.summary import has_seeds
+
     run_dir = Path(run_dir)
     df = read_table(run_dir)
-    models = _models(df)
-    combos = [str(c) for c in models["combo"]] if "combo" in models else []
+    trained = models(df)
+    combos = list(dict.fromkeys(str(c) for c in trained["combo"])) if "combo" in trained else []
     parts = [f"<h1>ganbench run {html.escape(run_dir.resolve().name)}</h1>",
              _settings_html(df, read_config(run_dir)),
              f"<p>{_environment(df)}</p>"]
-    failed = models[models["status"] != "ok"] if "status" in models else models.iloc[0:0]
+    failed = trained[trained["status"] != "ok"] if "status" in trained else trained.iloc[0:0]
     if len(failed):
         names = ", ".join(f"{c} ({s})" for c, s in zip(failed["combo"], failed["status"]))
         parts.append(f'<p class="bad">Not ok: {html.escape(names)}</p>')
     parts += ["<h2>Results</h2>", _table_html(df)]
-    charts = [c for c in (throughput_chart(df), memory_chart(df)) if c]
+    seeded = has_seeds(df)
+    if seeded:
+        parts += _seed_sections(df, reference if reference is not None
+                                else configured_reference(run_dir))
+    charts = [] if seeded else [c for c in (throughput_chart(df), memory_chart(df)) if c]
     if charts:
         parts.append("<h2>Speed and memory</h2>")
         parts += [_img(c, "bar chart") for c in charts]
@@ -389,8 +310,9 @@ def build_html(run_dir: Path) -> str:
             f"<body>\n{body}\n</body></html>\n")
 
 
-def write_html(run_dir: Path, out: Optional[Path] = None) -> Path:
+def write_html(run_dir: Path, out: Optional[Path] = None,
+               reference: Optional[str] = None) -> Path:
     """Write the page to ``out`` (default RUN_DIR/report.html) and return its path."""
     path = Path(out) if out else Path(run_dir) / "report.html"
-    atomic_write_text(path, build_html(run_dir))
+    atomic_write_text(path, build_html(run_dir, reference))
     return path

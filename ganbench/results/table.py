@@ -4,7 +4,8 @@ Used by the run summary (``results.summary_markdown``), ``report``, ``compare``,
 and ``bench attention``, so a column reads the same everywhere:
 
 * headers carry units (``step ms``, ``peak MiB``, ``img/s``); byte columns are shown in MiB;
-* each column has one format (:data:`FORMATS`): fixed-point with a set number of significant
+* each column has one format (its header and format come from the column registry,
+  ganbench.results.columns): fixed-point with a set number of significant
   figures, never scientific notation mixed with plain numbers (``6746`` beside ``16270``, not
   ``1.627e+04``); error columns are always scientific; TFLOP/s columns whose values are all
   below 1 are shown as GFLOP/s;
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
@@ -134,7 +134,7 @@ def general(value) -> str:
 
 
 # ------------------------------------------------------------------------------------------
-# Known columns: header (with unit) and format
+# Known columns: header (with unit) and format, from ganbench.results.columns
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Format:
@@ -143,80 +143,26 @@ class Format:
     numeric: bool = True
 
 
-sig3 = lambda v: sig(v, 3)  # noqa: E731
-sig4 = lambda v: sig(v, 4)  # noqa: E731
-
-# Column name -> how it is shown. Columns not listed use their own name and :func:`general`.
-FORMATS: dict[str, Format] = {
-    # run tables
-    "combo": Format("combo", text, False),
-    "status": Format("status", text, False),
-    "img_per_s": Format("img/s", sig3),
-    "step_ms_median": Format("step ms", sig3),
-    "step_ms": Format("step ms p10-p90", as_is),
-    "step_ms_p10": Format("p10 ms", sig3),
-    "step_ms_p90": Format("p90 ms", sig3),
-    "step_ms_mean": Format("mean ms", sig3),
-    "timed_steps": Format("n timed", integer),
-    "peak_mem_bytes": Format("peak MiB", mib),
-    "peak_mem_delta_bytes": Format("Δpeak MiB", mib),
-    "peak_mem_mib": Format("peak MiB", fixed(1)),
-    "time_to_target_s": Format("to target s", sig3),
-    "wall_s": Format("wall s", sig3),
-    "fid_digits": Format("fid_digits", sig4),
-    "is_digits": Format("is_digits", sig3),
-    "modes_covered": Format("modes", integer),
-    "modes_kl": Format("modes_kl", sig3),
-    "metric_n": Format("metric n", integer),
-    "metric_image_size": Format("metric px", integer),
-    "memo_copy_share": Format("copied", fixed(3)),
-    "memo_nn_ratio": Format("nn ratio", sig3),
-    "speedup_vs_textbook": Format("x textbook", fixed(2)),
-    "compile_s": Format("compile s", sig3),
-    "capture_s": Format("capture s", sig3),
-    "image_size": Format("px", integer),
-    "batch_size": Format("batch", integer),
-    "steps": Format("steps", integer),
-    "error": Format("error", text, False),
-    # bench attention
-    "kernel": Format("kernel", text, False),
-    "site": Format("site", text, False),
-    "pass": Format("pass", text, False),
-    "batch": Format("B", integer),
-    "N": Format("N", integer),
-    "Dqk": Format("Dqk", integer),
-    "Dv": Format("Dv", integer),
-    "median_ms": Format("ms", sig3),
-    "p10_ms": Format("p10 ms", sig3),
-    "p90_ms": Format("p90 ms", sig3),
-    "graph_median_ms": Format("graph ms", sig3),
-    "count": Format("n", integer),
-    "tflops": Format("TFLOP/s", sig3),
-    "gb_per_s": Format("GB/s", sig3),
-    "roofline_pct": Format("% roofline", fixed(1)),
-    "bound": Format("bound", text, False),
-    "rel_err_max": Format("rel err", scientific),
-    "peak_extra_mem_bytes": Format("extra MiB", mib),
-    "backend": Format("backend", text, False),
-}
-for _name in ("prdc_precision", "prdc_recall", "prdc_density", "prdc_coverage"):
-    FORMATS[_name] = Format(_name.replace("prdc_", ""), sig3)
+def formatter(name: str) -> Callable[[object], str]:
+    """A format name of the column registry (``sig3``, ``fixed2``, ``int``, ``mib``, ``sci``,
+    ``text``, ``as-is``, ``general``; see ganbench.specs.COLUMN_FORMAT) -> its function."""
+    if name.startswith("sig"):
+        figures = int(name[3:])
+        return lambda value: sig(value, figures)
+    if name.startswith("fixed"):
+        return fixed(int(name[5:]))
+    return {"int": integer, "mib": mib, "sci": scientific, "text": text, "as-is": as_is,
+            }.get(name, general)
 
 
 def format_of(column: str) -> Format:
-    """The column's Format: listed, a byte column (``*_bytes`` -> MiB), an error column
-    (``rel_err*`` -> scientific), or its own name with :func:`general`."""
-    if column in FORMATS:
-        return FORMATS[column]
-    per_class = re.search(r"_(frac|share)_(\d+)$", column)
-    if per_class:  # modes_share_7: share of samples read as 7 (frac: as the likeliest class)
-        kind = "share" if per_class.group(1) == "share" else "argmax"
-        return Format(f"{per_class.group(2)}s {kind}", fixed(2))
-    if column.endswith("_bytes"):
-        return Format(column[:-len("_bytes")] + " MiB", mib)
-    if column.startswith("rel_err"):
-        return Format(column, scientific)
-    return Format(column, general, numeric=True)
+    """The column's header (label and unit) and format, from the column registry
+    (ganbench.results.columns: the core's columns and each metric plugin's declarations);
+    an undeclared column shows its own name with :func:`general`."""
+    from ganbench.results.columns import column as lookup
+
+    info = lookup(column)
+    return Format(info.header, formatter(info.format), info.format not in ("text", "as-is"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -406,11 +352,15 @@ def timing_note(df, width: Optional[int] = None) -> str:
     Wrapped to ``width`` (None: one line)."""
     if df is None or len(df) == 0:
         return ""
+    seeds = "seed" in df and df["seed"].dropna().nunique() > 1  # several rows per combo
     parts = []
     for row in df.to_dict("records"):
         reasons = unreliable_timing(row)
         if reasons:
-            parts.append(f"{row.get('combo', '?')} ({', '.join(reasons)})")
+            name = str(row.get("combo", "?"))
+            if seeds and not missing(row.get("seed")):
+                name += f" seed {integer(row['seed'])}"
+            parts.append(f"{name} ({', '.join(reasons)})")
     if not parts:
         return ""
     note = (f"warning: timings taken under load or with a wide spread, not comparable with a "

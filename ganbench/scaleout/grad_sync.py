@@ -1,8 +1,8 @@
 """What the training loop asks of data-parallel training, with no-ops for one process.
 
-:func:`ganbench.training.loop.train` calls these two; they only act when a module is wrapped in
-DistributedDataParallel (see :mod:`ganbench.scaleout.distributed` for the whole contract). Kept apart
-from ``distributed`` so that the loop depends on nothing that depends on it.
+:func:`ganbench.training.loop.train` calls these three; they only act when a module is wrapped in
+DistributedDataParallel (see :mod:`ganbench.scaleout.distributed` for the whole contract). Kept
+apart from ``distributed`` so that the loop depends on nothing that depends on it.
 """
 
 from __future__ import annotations
@@ -43,3 +43,17 @@ def first_nonfinite(losses: torch.Tensor, model: nn.Module) -> Optional[int]:
         dist.all_reduce(agreed, op=dist.ReduceOp.MIN, group=ddp.process_group)
         first = int(agreed)
     return first if first < len(losses) else None
+
+
+def any_rank(flag: bool, model: nn.Module) -> bool:
+    """``flag`` as every replica of ``model`` sees it: True on all ranks when it is True on any
+    (one one-integer all-reduce under DDP; ``flag`` itself otherwise). A wall-time budget is
+    read from each rank's own clock, and a rank that stopped alone would leave the others
+    waiting in their next all-reduce forever."""
+    ddp = _ddp(model)
+    if ddp is None:
+        return flag
+    device = next(ddp.module.parameters()).device
+    agreed = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MAX, group=ddp.process_group)
+    return bool(agreed)

@@ -2,8 +2,9 @@
 ``--jobs K`` (independent combinations side by side). Standard library only, so the CLI can
 exec torchrun without paying for ``import torch`` first.
 
-The training itself under torchrun is in :mod:`ganbench.scaleout.distributed`. Spreading a sweep over a
-cluster is left to existing engines (submitit on Slurm, Ray): see examples/sweep_submitit.py.
+The training itself under torchrun is in :mod:`ganbench.scaleout.distributed`. Spreading a sweep
+over a cluster is left to existing engines (submitit on Slurm, Ray): see
+examples/sweep_submitit.py.
 """
 
 from __future__ import annotations
@@ -188,9 +189,3 @@ def each_finished(items: Iterable[T], work: Callable[[T], R], jobs: int) -> Iter
             if error is not None:
                 raise error
             yield item, result
-
-
-def in_plan_order(rows: list[dict], combos: list) -> list[dict]:
-    """Rows sorted as the combinations were planned, whatever order they finished in."""
-    rank = {combo.name: i for i, combo in enumerate(combos)}
-    return sorted(rows, key=lambda row: rank.get(row.get("combo"), len(rank)))

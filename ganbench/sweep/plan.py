@@ -7,7 +7,7 @@ metrics, data), so a mistake is one line before a folder is made or a worker sta
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ganbench.config import RunConfig, resolve
 from ganbench.errors import UserError
@@ -18,13 +18,15 @@ from ganbench.registry import Registry, get_registry, why_unavailable
 @dataclass(frozen=True)
 class Plan:
     """What a run will do: the resolved config, the combinations in order, the notes to show
-    once, the metrics to score with, and the loaded data."""
+    once, the metrics to score with, the loaded data, and the trials (every combination under
+    every seed, :mod:`ganbench.sweep.trials`)."""
 
     cfg: RunConfig
     combos: list[Combination]
     notes: list[str]
     metric_names: list[str]
     data: object  # ganbench.specs.DigitData
+    trials: list = field(default_factory=list)  # [Trial]; filled by make_plan
 
 
 def parse_data(data: str, registry: Registry):
@@ -49,11 +51,14 @@ def load_data(cfg: RunConfig, registry: Registry):
 
 
 def choose_metrics(cfg: RunConfig, registry: Registry, device: str) -> tuple[list[str], list[str]]:
-    """(metric names to run, notes). Default: every metric that can run here."""
+    """(metric names to run, notes). Default: every metric that can run here and whose
+    MetricSpec is ``default`` (True unless the plugin says otherwise)."""
     notes = []
     if cfg.metrics is None:
         names = []
         for name, spec in registry.metrics.items():
+            if not getattr(spec, "default", True):
+                continue  # scored only when --metrics names it
             reason = why_unavailable(spec, device)
             if reason:
                 notes.append(f"metric {name} not run: {reason}")
@@ -156,6 +161,18 @@ def check_columns(columns, metric_names: list[str], registry: Registry,
                         f"it has {', '.join(ROW_COLUMNS)}{metrics}")
 
 
+def check_reference(reference, names: list[str]) -> None:
+    """``--reference COMBO`` names a combination of the run (UserError naming the closest)."""
+    if reference is None or reference in names:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(reference, names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UserError(f"--reference {reference}: not a combination of this run{hint}; "
+                    f"it has: {', '.join(names)}")
+
+
 def make_plan(cfg: RunConfig) -> Plan:
     """Validate everything that can be checked before training; UserError on the first
     problem."""
@@ -179,6 +196,7 @@ def make_plan(cfg: RunConfig) -> Plan:
         from ganbench.training.textbook import baseline_combos
 
         combos = baseline_combos(combos, registry) + combos
+    check_reference(cfg.reference, [c.name for c in combos])
     metric_names, metric_notes = choose_metrics(cfg, registry, cfg.device)
     check_kernel_options(cfg, combos, registry)
     check_kernel_shapes(cfg, combos, registry)
@@ -188,4 +206,29 @@ def make_plan(cfg: RunConfig) -> Plan:
 
         cfg = dataclasses.replace(cfg, eval_n=quality.check_eval_n(cfg.eval_n,
                                                                    len(data.heldout)))
-    return Plan(cfg, combos, notes + metric_notes, metric_names, data)
+    from ganbench.sweep.target import resolve_target
+    from ganbench.sweep.trials import make_trials
+
+    resolve_target(cfg.target_fid, metric_names, registry)  # no metric to target: fail now
+    if cfg.target_fid is not None and not cfg.eval_every:
+        notes.append("--target-fid without --eval-every checks only the final evaluation; add "
+                     "--eval-every K to find when the target is first reached")
+    notes += _parallel_notes(cfg)
+    trials = make_trials(combos, cfg.training_seeds)
+    return Plan(cfg, combos, notes + metric_notes, metric_names, data, trials)
+
+
+def _parallel_notes(cfg: RunConfig) -> list[str]:
+    """Notes on --jobs: more workers than cores only time-slice them; a wall-time budget is
+    then shared by the workers that run at once."""
+    from ganbench.scaleout.pool import usable_cpus
+
+    notes = []
+    cores = usable_cpus()
+    if cfg.jobs > cores:
+        notes.append(f"--jobs {cfg.jobs} is more than the {cores} CPU core(s) this process may "
+                     "use: the workers take turns on them, and each trial takes longer")
+    if cfg.jobs > 1 and cfg.budget_s is not None:
+        notes.append(f"--budget with --jobs {cfg.jobs}: trials training side by side share the "
+                     "machine, so each gets fewer steps within its budget than alone")
+    return notes

@@ -3,6 +3,8 @@
 stdout carries results only (the table and the run folder); everything here goes to stderr, so
 ``ganbench run ... > table.md`` captures exactly the table.
 
+- In a Jupyter kernel with ipywidgets: the same bars as tqdm's notebook widgets (what
+  ``tqdm.auto`` picks); in a kernel without ipywidgets, the plain lines below.
 - On a terminal: tqdm bars, one for the sweep ("combination k of n", elapsed and the run's
   ETA, the only ETA shown) and one per running combination (its step and phase; its losses
   too when the terminal has room, so the bar keeps at least :data:`MIN_BAR` characters).
@@ -13,8 +15,10 @@ stdout carries results only (the table and the run folder); everything here goes
 - Notes and Python warnings: each distinct text once per run (workers send theirs here).
 - ``--quiet``: none of the above; the CLI still prints where the table is.
 
-The ETA is the elapsed time scaled by the work left: finished combinations count 1, running
-ones their step fraction. It assumes the combinations left cost what the finished ones did.
+The ETA is the elapsed time scaled by the work left: finished trials count 1, running ones
+their step fraction (with ``--budget``, the share of the budget spent). It assumes the trials
+left cost what the finished ones did. A trial is a combination under one seed; its name here
+is its file stem (``dcgan+bce``, or ``dcgan+bce.seed3`` with several seeds).
 """
 
 from __future__ import annotations
@@ -34,6 +38,25 @@ NAME_WIDTH = 30     # a combination's name in its bar is cut to this
 # two ETAs that disagree were confusing).
 COMBO_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}"
 OVERALL_FORMAT = "{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}"
+BUDGET_FORMAT = "{desc}: step {n_fmt}{postfix}"  # --budget: no step count to fill a bar to
+
+
+def notebook_bar_class():
+    """tqdm's notebook bar when this process is a Jupyter kernel and ipywidgets is installed
+    (tqdm.auto's own test), else None. A kernel's stderr is no terminal, and without widgets
+    the plain lines read better there than carriage-return bars."""
+    ipython = sys.modules.get("IPython")  # never imported here: only a kernel has it loaded
+    if ipython is None:
+        return None
+    try:
+        shell = ipython.get_ipython()
+        if shell is None or "IPKernelApp" not in shell.config:
+            return None
+        import ipywidgets  # noqa: F401  (tqdm.notebook would warn and draw text without it)
+        from tqdm.notebook import tqdm as notebook_tqdm
+    except Exception:  # an IPython too old or broken to ask: plain lines
+        return None
+    return notebook_tqdm
 
 
 def _format_duration(seconds: Optional[float]) -> str:
@@ -46,9 +69,10 @@ def _format_duration(seconds: Optional[float]) -> str:
 
 
 class _Combo:
-    def __init__(self, name: str, index: int, steps: int):
+    def __init__(self, name: str, index: int, steps: Optional[int]):
         self.name, self.index, self.steps = name, index, steps
         self.step = 0
+        self.fraction = 0.0  # of its steps, or of its wall-time budget
         self.phase = "queued"
         self.last_tenth = 0
         self.bar = None
@@ -60,21 +84,29 @@ class _Combo:
 class Progress:
     """Thread-safe sink for a sweep's events (``--jobs`` reports from several threads).
 
-    ``total``: combinations to train in this call; ``done_before``: those finished earlier
-    (a resume); ``steps``: steps per combination.
+    ``total``: trials to train in this call; ``done_before``: those finished earlier
+    (a resume); ``steps``: steps per trial, None with a wall-time budget (step events then
+    carry ``fraction``, the share of the budget spent).
     """
 
-    def __init__(self, total: int, steps: int, quiet: bool = False, done_before: int = 0,
+    def __init__(self, total: int, steps: Optional[int], quiet: bool = False,
+                 done_before: int = 0,
                  stream: Optional[TextIO] = None, terminal: Optional[bool] = None,
                  width: Optional[int] = None, heartbeat_s: float = HEARTBEAT_S):
         self.stream = stream if stream is not None else sys.stderr
         self.fixed_width = width  # None: the terminal's, read at each redraw
         self.quiet = quiet
-        self.terminal = (self.stream.isatty() if terminal is None else terminal) and not quiet
+        from tqdm import tqdm
+
+        notebook = notebook_bar_class() if terminal is None and not quiet else None
+        if terminal is None:
+            terminal = notebook is not None or self.stream.isatty()
+        self.terminal = terminal and not quiet
+        self.bar_class = notebook or tqdm  # tqdm, or its notebook form in a Jupyter kernel
         self.total = total + done_before
         self.done = done_before
         self.done_before = done_before
-        self.steps = max(1, steps)
+        self.steps = max(1, steps) if steps is not None else None
         self.started = time.monotonic()
         self.running: dict[str, _Combo] = {}
         self.seen: set[str] = set()
@@ -85,11 +117,10 @@ class Progress:
         self._stop = threading.Event()
         self._beat = None
         if self.terminal:
-            from tqdm import tqdm
-
-            self.overall = tqdm(total=self.total, initial=done_before, desc="combinations",
-                                unit="combo", file=self.stream, position=0, leave=True,
-                                bar_format=OVERALL_FORMAT, **self._ncols())
+            self.overall = self.bar_class(total=self.total, initial=done_before,
+                                          desc="combinations", unit="combo", file=self.stream,
+                                          position=0, leave=True, bar_format=OVERALL_FORMAT,
+                                          **self._ncols())
         elif not quiet and heartbeat_s > 0:
             self._beat = threading.Thread(target=self._heartbeat, daemon=True,
                                           name="ganbench-progress-heartbeat")
@@ -127,15 +158,15 @@ class Progress:
             combo = _Combo(name, self.next_index, self.steps)
             self.running[name] = combo
             if self.terminal:
-                from tqdm import tqdm
-
                 desc = name if len(name) <= NAME_WIDTH else name[:NAME_WIDTH - 1] + "…"
-                combo.bar = tqdm(total=self.steps, desc=desc, unit="step", file=self.stream,
-                                 position=len(self.running), leave=False,
-                                 bar_format=COMBO_FORMAT, **self._ncols())
+                combo.bar = self.bar_class(
+                    total=self.steps, desc=desc, unit="step", file=self.stream,
+                    position=len(self.running), leave=False, **self._ncols(),
+                    bar_format=COMBO_FORMAT if self.steps is not None else BUDGET_FORMAT)
 
     def event(self, name: str, kind: str, **data) -> None:
-        """``kind`` "phase" (data: phase) or "step" (data: step, d_loss, g_loss)."""
+        """``kind`` "phase" (data: phase) or "step" (data: step, d_loss, g_loss, and with a
+        budget fraction)."""
         with self.lock:
             combo = self.running.get(name)
             if combo is None or self.quiet:
@@ -152,16 +183,21 @@ class Progress:
                 combo.step = int(data["step"])
                 losses = f"d_loss={data['d_loss']:.3f} g_loss={data['g_loss']:.3f}"
                 combo.losses = losses
+                if self.steps is None:
+                    combo.fraction = float(data.get("fraction", 0.0))
+                    tenth = int(combo.fraction * PLAIN_LINES)
+                    where = f"step {combo.step} ({combo.fraction:.0%} of the budget)"
+                else:
+                    combo.fraction = combo.step / self.steps
+                    tenth = combo.step * PLAIN_LINES // self.steps  # integers: no float drift
+                    where = f"step {combo.step}/{self.steps} ({combo.fraction:.0%})"
                 if combo.bar is not None:
                     combo.bar.set_postfix_str(self._postfix(combo), refresh=False)
                     combo.bar.update(combo.step - combo.bar.n)
                     self._refresh_overall()
-                else:
-                    tenth = combo.step * PLAIN_LINES // self.steps  # integers: no float drift
-                    if tenth > combo.last_tenth:
-                        combo.last_tenth = tenth
-                        self._plain(combo, f"step {combo.step}/{self.steps} "
-                                           f"({combo.step / self.steps:.0%}) {losses}")
+                elif tenth > combo.last_tenth:
+                    combo.last_tenth = tenth
+                    self._plain(combo, f"{where} {losses}")
 
     def finish(self, name: str, status: str, error: Optional[str] = None) -> None:
         with self.lock:
@@ -195,7 +231,7 @@ class Progress:
     def eta_s(self) -> Optional[float]:
         """Seconds left for the combinations of this call, or None before any progress."""
         fraction_done = self.done - self.done_before + sum(
-            c.step / self.steps for c in self.running.values())
+            c.fraction for c in self.running.values())
         work = self.total - self.done_before
         if fraction_done <= 0 or work <= 0:
             return None
@@ -203,13 +239,15 @@ class Progress:
         return elapsed * (work - fraction_done) / fraction_done
 
     def _postfix(self, combo: _Combo) -> str:
-        """The phase, and the losses when the bar keeps MIN_BAR characters with them."""
-        fixed = len(combo.bar.desc) + len(f": 100%|| {self.steps}/{self.steps}, ") \
-            + len(combo.phase)
+        """The phase (with a budget, its share spent), and the losses when the bar keeps
+        MIN_BAR characters with them."""
+        phase = combo.phase if self.steps is not None else \
+            f"{combo.phase} {combo.fraction:.0%} of budget"
+        fixed = len(combo.bar.desc) + len(f": 100%|| {self.steps}/{self.steps}, ") + len(phase)
         room = self.width() - fixed - MIN_BAR
         if combo.losses and room >= LOSSES_WIDTH:
-            return f"{combo.phase} {combo.losses}"
-        return combo.phase
+            return f"{phase} {combo.losses}"
+        return phase
 
     def _refresh_overall(self) -> None:
         if self.overall is not None:
@@ -228,16 +266,15 @@ class Progress:
                 now = time.monotonic()
                 for combo in list(self.running.values()):
                     if now - combo.last_line >= self.heartbeat_s:
-                        where = (f"step {combo.step}/{self.steps}" if combo.phase == "training"
+                        steps = f"/{self.steps}" if self.steps is not None else ""
+                        where = (f"step {combo.step}{steps}" if combo.phase == "training"
                                  else combo.phase)
                         self._plain(combo, f"still {where} after "
                                            f"{_format_duration(now - combo.started)}")
 
     def _write(self, line: str) -> None:
         if self.terminal:
-            from tqdm import tqdm
-
-            tqdm.write(line, file=self.stream)
+            self.bar_class.write(line, file=self.stream)
         else:
             print(line, file=self.stream, flush=True)
 

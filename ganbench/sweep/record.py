@@ -1,21 +1,22 @@
-"""Record rows: each finished combination's row into the table, and the results shown.
+"""Record rows: each finished trial's row into the table, and the results shown.
 
-The table is rewritten atomically after every row (:func:`ganbench.results.store.write_table`), so
-an interrupt, a crash or a full disk never loses a finished row. A combination's checkpoint is
+The table is rewritten atomically after every row (:func:`ganbench.results.store.write_table`),
+so an interrupt, a crash or a full disk never loses a finished row. A trial's checkpoint is
 dropped once its row is on disk, except for crashed, oom and failed rows: ``--resume
---retry-failed`` retrains those from it.
+--retry-failed`` retrains those from it. With several seeds there is one row per (combination,
+seed); the per-combination summary over seeds is written by ``write_table`` itself.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ganbench.scaleout import pool as scaleout
-from ganbench.training.textbook import add_speedups
+from ganbench.results.store import summary_markdown, write_table
 from ganbench.sweep.execute import RETRYABLE_STATUSES, reference_row
 from ganbench.sweep.plan import Plan
 from ganbench.sweep.resume import discard_checkpoint_of
-from ganbench.results.store import summary_markdown, write_table
+from ganbench.sweep.trials import in_plan_order
+from ganbench.training.textbook import add_speedups
 
 
 def reference_first(plan: Plan):
@@ -35,18 +36,18 @@ def reference_first(plan: Plan):
                         f"{reason}; raise --eval-n") from None
 
 
-def record(rows: list[dict], row: dict, plan: Plan, run_dir: Path):
-    """Add ``row`` in plan order, rewrite the table, then drop the combination's checkpoint
-    unless the row is one ``--retry-failed`` may retrain from it. Returns (rows, DataFrame)."""
-    rows = add_speedups(scaleout.in_plan_order(rows + [row], plan.combos))
+def record(rows: list[dict], trial, row: dict, plan: Plan, run_dir: Path):
+    """Add the row of ``trial`` in plan order, rewrite the table, then drop the trial's
+    checkpoint unless the row is one ``--retry-failed`` may retrain from it. Returns (rows,
+    DataFrame). Every row leaves here with its trial's identity (combo, seed, ...), whoever
+    made it."""
+    for column, value in trial.identity().items():
+        row.setdefault(column, value)
+    rows = add_speedups(in_plan_order(rows + [row], plan.trials, plan.cfg.seed))
     df = write_table(rows, run_dir)
     if row.get("status") not in RETRYABLE_STATUSES:
-        discard_checkpoint_of(run_dir, _combo_named(plan, row["combo"]))
+        discard_checkpoint_of(run_dir, trial)
     return rows, df
-
-
-def _combo_named(plan: Plan, name: str):
-    return next(c for c in plan.combos if c.name == name)
 
 
 def show_results(df, run_dir: Path, quiet: bool, echo, columns=None) -> None:

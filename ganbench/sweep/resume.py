@@ -2,7 +2,8 @@
 
 Ctrl-C and SIGTERM raise :class:`RunInterrupted` once the worker is stopped (the rows already
 written stay valid on disk); ``ganbench run --resume RUN_DIR`` reloads the run's config, keeps
-the rows with a final status and continues an unfinished combination from its checkpoint.
+the rows with a final status and continues an unfinished trial (a combination under one seed)
+from its checkpoint.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Optional
 
 from ganbench.config import RunConfig
 from ganbench.errors import UserError
-from ganbench.sweep.matrix import Combination
 from ganbench.results.store import TABLE_JSON
+from ganbench.sweep.trials import row_key
 
 # A row with one of these statuses is final: --resume keeps it and does not train that
-# combination again. (The "real data" reference row is recomputed at the end instead.)
+# trial (combination, seed) again. (The "real data" reference row is recomputed at the end instead.)
 FINAL_STATUSES = ("ok", "diverged", "failed", "oom", "crashed")
 
 
@@ -60,9 +61,10 @@ def interrupts_reported(run_dir: Path):
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-def unfinished(combos: list[Combination], rows: list[dict]) -> list[Combination]:
-    finished = {row["combo"] for row in rows}
-    return [combo for combo in combos if combo.name not in finished]
+def unfinished(trials: list, rows: list[dict], default_seed: int) -> list:
+    """The trials without a row in ``rows`` (keyed by (combo, seed))."""
+    finished = {row_key(row, default_seed) for row in rows}
+    return [trial for trial in trials if trial.key not in finished]
 
 
 def start(run_dir: Path, plan, *, resume: bool, retry_failed: bool, force: bool,
@@ -80,19 +82,19 @@ def start(run_dir: Path, plan, *, resume: bool, retry_failed: bool, force: bool,
                                            resume_command, run_kind, write_config,
                                            write_manifest)
 
-    cfg, combos = plan.cfg, plan.combos
+    cfg, trials = plan.cfg, plan.trials
     rows: list[dict] = []
     if resume:
         check_world_size(run_dir, cfg.world_size, world_size)
-        rows = finished_rows(run_dir, combos)
+        rows = finished_rows(run_dir, trials, cfg.seed)
         retry = [row for row in rows if row.get("status") in RETRYABLE_STATUSES]
         if retry_failed:
             rows = [row for row in rows if row not in retry]
         elif retry:
-            note(f"{len(retry)} combination(s) ended crashed, oom or failed and keep their rows; "
+            note(f"{len(retry)} trial(s) ended crashed, oom or failed and keep their rows; "
                  f"to retrain them from their last checkpoint: "
                  f"{resume_command(run_dir, world_size)} --retry-failed")
-        for text in verify_checkpoints(run_dir, combos, rows):  # damaged: fails now
+        for text in verify_checkpoints(run_dir, trials, rows, cfg.seed):  # damaged: fails now
             note(text)
         if run_kind(run_dir) != "manifest":  # a run made before the manifest existed
             write_manifest(run_dir)
@@ -100,7 +102,7 @@ def start(run_dir: Path, plan, *, resume: bool, retry_failed: bool, force: bool,
         if force:
             clear(run_dir)
         else:
-            refuse_to_overwrite(run_dir, [combo.name for combo in combos])
+            refuse_to_overwrite(run_dir, [trial.key for trial in trials], cfg.seed)
         write_manifest(run_dir)  # first: from now on the folder is recognisably a run
         write_config(run_dir, {**cfg.to_dict(), "provenance": plugins_provenance(plan)})
     atomic.sweep_partials(run_dir, RUN_FOLDERS)
@@ -144,43 +146,44 @@ def load_run_config(run_dir: Path) -> RunConfig:
         raise UserError(f"cannot read run config {path}: {type(exc).__name__}: {reason}")
 
 
-def finished_rows(run_dir: Path, combos: list[Combination]) -> list[dict]:
-    """Rows of ``combos`` that RUN_DIR/results.json already holds with a final status."""
+def finished_rows(run_dir: Path, trials: list, default_seed: int) -> list[dict]:
+    """Rows of ``trials`` that RUN_DIR/results.json already holds with a final status."""
     path = Path(run_dir) / TABLE_JSON
     if not path.exists():
         return []
     try:
         rows = json.loads(path.read_text())["rows"]
-        names = {combo.name for combo in combos}
+        keys = {trial.key for trial in trials}
         return [row for row in rows
-                if row.get("combo") in names and row.get("status") in FINAL_STATUSES]
+                if row_key(row, default_seed) in keys and row.get("status") in FINAL_STATUSES]
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UserError(f"cannot read results table {path} to resume: {type(exc).__name__}: "
                         f"{' '.join(str(exc).split())}")
 
 
-def verify_checkpoints(run_dir: Path, combos: list[Combination], rows: list[dict]) -> list[str]:
-    """Load every checkpoint an unfinished combination would resume from, so the user hears
-    about a damaged one before any training starts. A damaged or missing newest checkpoint
-    with a good previous one is replaced by that one (returned: a note per such case);
+def verify_checkpoints(run_dir: Path, trials: list, rows: list[dict],
+                       default_seed: int) -> list[str]:
+    """Load every checkpoint an unfinished trial would resume from, so the user hears about a
+    damaged one before any training starts. A damaged or missing newest checkpoint with a
+    good previous one is replaced by that one (returned: a note per such case);
     CheckpointError when neither can be used."""
     from ganbench.training.checkpoint import checkpoint_path, keep_only_good
 
-    finished = {row["combo"] for row in rows}
+    finished = {row_key(row, default_seed) for row in rows}
     notes = []
-    for combo in combos:
-        if combo.name not in finished:
-            text = keep_only_good(checkpoint_path(run_dir, combo.name))
+    for trial in trials:
+        if trial.key not in finished:
+            text = keep_only_good(checkpoint_path(run_dir, trial.stem))
             if text:
                 notes.append(text)
     return notes
 
 
-def discard_checkpoint_of(run_dir: Path, combo: Combination) -> None:
-    """Remove a combination's checkpoint once its final row is on disk."""
+def discard_checkpoint_of(run_dir: Path, trial) -> None:
+    """Remove a trial's checkpoint once its final row is on disk."""
     from ganbench.training.checkpoint import checkpoint_path, discard_checkpoint
 
-    discard_checkpoint(checkpoint_path(run_dir, combo.name))
+    discard_checkpoint(checkpoint_path(run_dir, trial.stem))
 
 
 def plugins_provenance(plan) -> dict:

@@ -265,14 +265,16 @@ def previous_run(run_dir: Path) -> Previous:
                     world)
 
 
-def refuse_to_overwrite(run_dir: Path, combo_names: list[str]) -> None:
+def refuse_to_overwrite(run_dir: Path, keys: list[tuple], default_seed: int) -> None:
     """UserError when ``run_dir`` holds another run's work (a fresh start would replace it):
-    with the resume command when that run is unfinished. Call it holding the lock."""
+    with the resume command when that run is unfinished. ``keys``: the (combo, seed) of every
+    row this run would write. Call it holding the lock."""
     prev = previous_run(run_dir)
     if prev.empty:
         return
-    done = {r.get("combo") for r in prev.rows}
-    if prev.has_config and not prev.checkpoints and set(combo_names) <= done:
+    done = {(r.get("combo"), r.get("seed", default_seed)) for r in prev.rows
+            if isinstance(r, dict)}
+    if prev.has_config and not prev.checkpoints and set(keys) <= done:
         raise UserError(f"{run_dir} already holds a finished run; choose another --out, or add "
                         "--force to replace it")
     if not prev.has_config:  # a table without its config.json: nothing --resume can use
@@ -288,23 +290,27 @@ def refuse_to_overwrite(run_dir: Path, combo_names: list[str]) -> None:
 
 def unfinished_note(run_dir: Path, planned: Optional[int] = None) -> Optional[str]:
     """One line for `report` when the table of ``run_dir`` is not a finished run's: a run is
-    still writing it, or it stopped early (``planned`` combinations, when known, against the
-    rows; checkpoints of combinations without a final row). None for a finished run."""
+    still writing it, or it stopped early (fewer rows than the ``planned`` trials, when known;
+    checkpoints of trials without a row). None for a finished run."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or run_kind(run_dir) is None:
         return None
     prev = previous_run(run_dir)
-    combos = {r.get("combo") for r in prev.rows if r.get("status") != "reference"}
+    rows = [r for r in prev.rows if r.get("status") != "reference"]
     pid = writer_alive(run_dir)
     if pid is not None:
         return (f"a ganbench run (pid {pid}) is still writing {run_dir}; this table has "
-                f"{len(combos)} combination row(s) so far")
-    short = planned is not None and len(combos) < planned
-    pending = [c for c in prev.checkpoints if c not in combos]
+                f"{len(rows)} row(s) so far")
+    # A trial's files are named by its combination, plus ".seed<S>" when the run has several
+    # seeds (ganbench.sweep.trials): either name of a row's trial counts as that row's.
+    stems = {r.get("combo") for r in rows} | {f"{r.get('combo')}.seed{r.get('seed')}"
+                                              for r in rows}
+    pending = [c for c in prev.checkpoints if c not in stems]
+    short = planned is not None and len(rows) < planned
     if not short and not pending:
         return None
-    what = (f"{len(combos)} of {planned} combination(s) have a row" if planned is not None
-            else f"{len(combos)} combination(s) have a row")
+    what = (f"{len(rows)} of {planned} row(s) written" if planned is not None
+            else f"{len(rows)} row(s) written")
     if pending:
         what += f", {len(pending)} more stopped at a checkpoint"
     return (f"this run is unfinished ({what}); continue it with: "

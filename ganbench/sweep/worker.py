@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -42,7 +41,6 @@ from typing import Callable, Optional
 from ganbench.config import RunConfig
 from ganbench.errors import UserError
 from ganbench.sweep.execute import execute, failure_status, one_line
-from ganbench.sweep.matrix import Combination
 from ganbench.sweep.run_folder import log_failure
 
 PR_SET_PDEATHSIG = 1        # from <linux/prctl.h>
@@ -93,7 +91,7 @@ def warnings_sent(send: Callable[[str], None]):
         yield
 
 
-def _worker(cfg_dict: dict, combo: tuple, run_dir: str, metric_names: list[str], queue,
+def _worker(cfg_dict: dict, trial, run_dir: str, metric_names: list[str], queue,
             resume: bool = False, parent_pid: Optional[int] = None) -> None:
     """The spawned process: train, then send ("ok", row), ("interrupted",) or
     (status, one-line error, traceback)."""
@@ -108,7 +106,7 @@ def _worker(cfg_dict: dict, combo: tuple, run_dir: str, metric_names: list[str],
 
     try:
         with warnings_sent(lambda text: queue.put(("warning", text))):
-            row = execute(cfg, Combination(*combo), Path(run_dir), metric_names,
+            row = execute(cfg, trial, Path(run_dir), metric_names,
                           fresh_process=True, resume=resume, report=report)
         queue.put(("ok", row))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: not a failed row
@@ -120,28 +118,27 @@ def _worker(cfg_dict: dict, combo: tuple, run_dir: str, metric_names: list[str],
 # ------------------------------------------------------------------------------------------
 # In the parent
 # ------------------------------------------------------------------------------------------
-def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: list[str],
+def run_one(cfg: RunConfig, trial, run_dir: Path, metric_names: list[str],
             resume: bool = False, report: Callable = _ignore,
             warn: Callable[[str], None] = _ignore) -> dict:
-    """The row of one combination; failures become rows with status (failed, oom, crashed) and
-    error. ``report(kind, **data)`` receives the worker's progress, ``warn(text)`` its
-    warnings. A KeyboardInterrupt (Ctrl-C, or SIGTERM via
-    :func:`ganbench.sweep.resume.interrupts_reported`) stops the worker and propagates: an
-    interrupted combination gets no row."""
-    base = {"combo": combo.name, "architecture": combo.architecture, "loss": combo.loss,
-            "attention": combo.attention}
+    """The row of one trial (:class:`ganbench.sweep.trials.Trial`: a combination under one
+    seed); failures become rows with status (failed, oom, crashed) and error.
+    ``report(kind, **data)`` receives the worker's progress, ``warn(text)`` its warnings. A
+    KeyboardInterrupt (Ctrl-C, or SIGTERM via :func:`ganbench.sweep.resume.interrupts_reported`)
+    stops the worker and propagates: an interrupted combination gets no row."""
+    base = trial.identity()
     if not cfg.isolate:
         try:
             with warnings_sent(warn):
-                return execute(cfg, combo, run_dir, metric_names, fresh_process=False,
+                return execute(cfg, trial, run_dir, metric_names, fresh_process=False,
                                resume=resume, report=report)
         except UserError as exc:
             if not _is_row_error(exc):
                 raise
-            log_failure(run_dir, combo.name, traceback.format_exc())
+            log_failure(run_dir, trial.stem, traceback.format_exc())
             return {**base, "status": "failed", "error": one_line(exc)}
         except Exception as exc:
-            log_failure(run_dir, combo.name, traceback.format_exc())
+            log_failure(run_dir, trial.stem, traceback.format_exc())
             status = failure_status(exc)
             if status == "oom":
                 _release_cuda_cache()  # so the next combination starts with free memory
@@ -150,7 +147,7 @@ def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     report("phase", phase="starting worker")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(cfg.to_dict(), dataclasses.astuple(combo),
+    proc = ctx.Process(target=_worker, args=(cfg.to_dict(), trial,
                                              str(run_dir), metric_names, queue, resume,
                                              os.getpid()),
                        daemon=True)
@@ -166,19 +163,19 @@ def run_one(cfg: RunConfig, combo: Combination, run_dir: Path, metric_names: lis
     finally:
         left = end_group(proc.pid)
         if left:
-            warn(f"{combo.name}: its worker left {left} process(es) running (a plugin that "
+            warn(f"{trial.stem}: its worker left {left} process(es) running (a plugin that "
                  "forks or starts programs?); they were killed")
     if message is None:
         return {**base, "status": "crashed", "error": describe_exit(proc.exitcode)}
     if message[0] == "stalled":
         error = stalled_error(*message[1:])
-        log_failure(run_dir, combo.name, error + "\n")
+        log_failure(run_dir, trial.stem, error + "\n")
         return {**base, "status": "failed", "error": error}
     if message[0] == "ok":
         return message[1]
     if message[0] == "interrupted":
         raise KeyboardInterrupt
-    log_failure(run_dir, combo.name, message[2])
+    log_failure(run_dir, trial.stem, message[2])
     return {**base, "status": message[0], "error": message[1]}
 
 

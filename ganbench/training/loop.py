@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganbench.scaleout.grad_sync import first_nonfinite
+from ganbench.scaleout.grad_sync import any_rank, first_nonfinite
 from ganbench.training.measure import StepTimer
 from ganbench.specs import GANLoss
 from ganbench.training.steps import (STEP_KINDS, GraphedStep, StepParts, ganbench_step,
@@ -83,12 +83,14 @@ class TrainOutcome:
 class TrainSettings:
     """Everything :func:`train` needs to know besides the models, the loss and the data.
 
+    Training lasts ``steps`` iterations, or with ``budget_s`` as many as fit in that many
+    seconds of wall time (``steps`` None), or whichever ends first when both are given.
     ``seed`` seeds the noise stream (``seed + 1``); ``step_kind`` is "ganbench" (the default
     step) or "textbook" (the chapter's own step, the baseline); ``cuda_graph`` captures the
     ganbench step once and replays it (:class:`ganbench.training.steps.GraphedStep`).
     """
 
-    steps: int
+    steps: Optional[int]
     warmup: int
     z_dim: int
     g_lr: float
@@ -101,10 +103,13 @@ class TrainSettings:
     checkpoint_every: int = 0
     step_kind: str = "ganbench"
     cuda_graph: bool = False
+    budget_s: Optional[float] = None
 
     def __post_init__(self):
         if self.step_kind not in STEP_KINDS:
             raise ValueError(f"step_kind must be one of {STEP_KINDS}, got {self.step_kind!r}")
+        if self.steps is None and self.budget_s is None:
+            raise ValueError("train() needs steps, budget_s or both")
 
 
 @dataclass
@@ -125,29 +130,33 @@ class TrainHooks:
 def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches,
           settings: TrainSettings, hooks: Optional[TrainHooks] = None,
           resume: Optional[dict] = None) -> TrainOutcome:
-    """Train G and D in place for ``settings.steps`` iterations; return timings and losses.
+    """Train G and D in place for ``settings.steps`` iterations (or ``settings.budget_s``
+    seconds of wall time); return timings and losses.
 
     Training stops early with status ``diverged`` when a loss becomes NaN or inf. A checkpoint
     is taken after the divergence check, so a saved state never holds a non-finite loss.
     Passing such a state as ``resume`` continues from its step with the same models,
-    optimisers, RNG streams, losses and timings, so the losses match an uninterrupted run.
+    optimisers, RNG streams, losses and timings, so the losses match an uninterrupted run; the
+    wall clock (and so a budget) continues from the checkpoint's.
     After a resume the first ``warmup`` steps are again untimed (caches and allocator are cold
     in a new process); the step times measured before the checkpoint are kept. The outcome's
     ``cuda_graph`` says whether a requested graph ran, or why not. See
     :mod:`ganbench.training.steps`.
+
+    A budget is checked after every step (so a run overshoots it by less than one step); under
+    DDP the ranks agree on it (:func:`ganbench.scaleout.grad_sync.any_rank`), so all stop at
+    the same step.
     """
     s, hooks = settings, hooks or TrainHooks()
-    steps, warmup, device = s.steps, s.warmup, s.device
-    opt_g, opt_d = make_optimizers(G, D, s.g_lr, s.d_lr, s.betas, device,
+    opt_g, opt_d = make_optimizers(G, D, s.g_lr, s.d_lr, s.betas, s.device,
                                    capturable=s.cuda_graph)
-    noise = torch.Generator(device=device).manual_seed(s.seed + 1)
-    parts = StepParts(G, D, loss, opt_g, opt_d, noise, batches.batch_size, s.z_dim, device,
+    noise = torch.Generator(device=s.device).manual_seed(s.seed + 1)
+    parts = StepParts(G, D, loss, opt_g, opt_d, noise, batches.batch_size, s.z_dim, s.device,
                       s.dtype)
-    one_step = partial(textbook_step if s.step_kind == "textbook" else ganbench_step, parts)
-    graphed = None
-    if s.cuda_graph:
-        one_step = graphed = GraphedStep(parts)
-    timer = StepTimer(device)
+    graphed = GraphedStep(parts) if s.cuda_graph else None
+    one_step = graphed if graphed is not None else partial(
+        textbook_step if s.step_kind == "textbook" else ganbench_step, parts)
+    timer = StepTimer(s.device)
     losses: list[torch.Tensor] = []  # (2,) per step, kept on the device: no sync per step
     outcome = TrainOutcome([], [], [])
     G.train()
@@ -159,25 +168,15 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches,
                                                         batches, losses, outcome)
         start -= outcome.wall_s  # wall time continues from the checkpoint's
 
-    for step in range(first, steps):
-        real = batches.next()
-        if step - first >= warmup:
-            timer.start()
-        elif step == 0:
-            t_first = time.perf_counter()
-        step_losses = one_step(real)  # (2,): d_loss, g_loss
-        if step - first >= warmup:
-            timer.stop()
-        elif step == 0:
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            outcome.first_step_s = time.perf_counter() - t_first
-        losses.append(step_losses)
-
-        done = step + 1
+    step = first
+    while s.steps is None or step < s.steps:
+        _timed_step(one_step, batches.next(), step, first, s, timer, losses, outcome)
+        done = step = step + 1
+        last = done == s.steps or (s.budget_s is not None and any_rank(
+            time.perf_counter() - start >= s.budget_s, D))
         save_now = bool(hooks.on_checkpoint and s.checkpoint_every
-                        and done % s.checkpoint_every == 0 and done < steps)
-        if done % DIVERGENCE_CHECK_EVERY == 0 or done == steps or save_now:
+                        and done % s.checkpoint_every == 0 and not last)
+        if done % DIVERGENCE_CHECK_EVERY == 0 or last or save_now:
             recent = torch.stack(losses[-DIVERGENCE_CHECK_EVERY:])
             bad = first_nonfinite(recent, D)  # under DDP agreed by every rank
             if bad is not None:
@@ -185,19 +184,46 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches,
                 outcome.diverged_at = len(losses) - len(recent) + bad + 1
                 break
             if hooks.progress is not None:
-                last = recent[-1].tolist()
-                hooks.progress(done, last[0], last[1])
+                latest = recent[-1].tolist()
+                hooks.progress(done, latest[0], latest[1])
         if hooks.on_eval is not None and s.eval_every and done % s.eval_every == 0 \
-                and done < steps:
-            row = hooks.on_eval(done, time.perf_counter() - start)
-            outcome.history.append(row)
+                and not last:
+            outcome.history.append(hooks.on_eval(done, time.perf_counter() - start))
             G.train()
         if save_now:
             outcome.wall_s = time.perf_counter() - start
             outcome.step_seconds = carried_seconds + timer.seconds()
             hooks.on_checkpoint(training_state(done, G, D, opt_g, opt_d, noise, batches, losses,
-                                         outcome))
+                                               outcome))
+        if last:
+            break
 
+    return _finished(outcome, losses, timer, carried_seconds, first, s.warmup, start, graphed)
+
+
+def _timed_step(one_step, real: torch.Tensor, step: int, first: int, s: TrainSettings,
+                timer: StepTimer, losses: list, outcome: TrainOutcome) -> None:
+    """One iteration on ``real``: timed once this call is past its warm-up, and the very first
+    step of a combination timed apart (``first_step_s``: allocation, autotuning, compiling)."""
+    timed = step - first >= s.warmup
+    if timed:
+        timer.start()
+    elif step == 0:
+        t_first = time.perf_counter()
+    step_losses = one_step(real)  # (2,): d_loss, g_loss
+    if timed:
+        timer.stop()
+    elif step == 0:
+        if s.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        outcome.first_step_s = time.perf_counter() - t_first
+    losses.append(step_losses)
+
+
+def _finished(outcome: TrainOutcome, losses: list, timer: StepTimer, carried_seconds: list,
+              first: int, warmup: int, start: float, graphed) -> TrainOutcome:
+    """Fill the outcome at the end: step times (only steps before a divergence), losses, wall
+    time, and whether a requested CUDA graph ran."""
     outcome.step_seconds = carried_seconds + timer.seconds()
     if outcome.diverged_at is not None:  # time only steps before the first non-finite one
         timed_ok = max(0, outcome.diverged_at - 1 - first - warmup)  # their count in this call

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ganbench.scaleout.grad_sync import grad_sync_off
+from ganbench.training.graphs import capture, on_side_stream
 from ganbench.specs import GANLoss, LossInputs
 
 STEP_KINDS = ("ganbench", "textbook")
@@ -184,14 +185,7 @@ class GraphedStep:
         return self.static_losses.clone()
 
     def _side_stream(self, fn):
-        if not self.p.device.startswith("cuda"):
-            return fn()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            out = fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        return out
+        return on_side_stream(fn, self.p.device)
 
     def _capture_then_replay(self, real: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
@@ -208,8 +202,7 @@ class GraphedStep:
             # graph's pool and every replay writes the same memory.
             self.p.opt_d.zero_grad(set_to_none=True)
             self.p.opt_g.zero_grad(set_to_none=True)
-            with _capture(graph):
-                self.static_losses = self.eager(self.p, self.static_real)
+            self.static_losses = capture(graph, lambda: self.eager(self.p, self.static_real))
         except Exception as exc:  # capture impossible here: say why and stay eager
             self.p.autocast_cache = True
             self.status = f"off: capture failed: {_one_line(exc)}"
@@ -220,15 +213,6 @@ class GraphedStep:
         self.status = "on"
         graph.replay()  # capturing records the kernels without running them: run this step
         return self.static_losses.clone()
-
-
-def _capture(graph):
-    """torch.cuda.graph, or the stand-in's own context manager in CPU tests."""
-    if isinstance(graph, torch.cuda.CUDAGraph):
-        # thread_local: the worker's queue feeder and watchdog threads never touch CUDA, and
-        # a global capture mode would fail on any unrelated thread's allocation.
-        return torch.cuda.graph(graph, capture_error_mode="thread_local")
-    return graph.capture()
 
 
 def why_not_graphable(device: str, distributed: bool, compiled: bool) -> Optional[str]:

@@ -44,8 +44,8 @@ def baseline_combos(combos: list, registry) -> list:
 
 
 def add_speedups(rows: list[dict]) -> list[dict]:
-    """Fill ``speedup_vs_textbook`` on every trained row whose architecture, image size and
-    batch match a finished textbook row; rows without one get no value (never a guess)."""
+    """Fill ``speedup_vs_textbook`` on every trained row whose architecture, image size, batch
+    and seed match a finished textbook row; rows without one get no value (never a guess)."""
     base = {_key(r): r.get("img_per_s") for r in rows
             if r.get("step") == "textbook" and r.get("status") == "ok"}
     for row in rows:
@@ -57,7 +57,8 @@ def add_speedups(rows: list[dict]) -> list[dict]:
 
 
 def _key(row: dict) -> tuple:
-    return (row.get("architecture"), row.get("image_size"), row.get("batch_size"))
+    return (row.get("architecture"), row.get("image_size"), row.get("batch_size"),
+            row.get("seed"))
 
 
 def _finite(x) -> bool:

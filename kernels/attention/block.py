@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from ganbench.kernels.attention import triton_attn
+from ganbench.kernels.attention.plan import DEFAULT_OPTIONS, Options
+from ganbench.kernels.attention.triton_common import INTERPRETING, why_triton_unavailable
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -60,8 +62,8 @@ class _FusedBlock(torch.autograd.Function):
         q, k, v = qkv_t[..., :Dqk], qkv_t[..., Dqk:2 * Dqk], qkv_t[..., 2 * Dqk:]
         y = torch.empty((B, C, N), device=x.device, dtype=torch.promote_types(x.dtype,
                                                                              gamma.dtype))
-        o, lse = triton_attn._forward(q, k, v, options,
-                                      residual=(xc.transpose(1, 2), gamma, y.transpose(1, 2)))
+        o, lse = triton_attn.forward(q, k, v, options,
+                                     residual=(xc.transpose(1, 2), gamma, y.transpose(1, 2)))
         ctx.save_for_backward(xin, w, qkv, o, lse, gamma)
         ctx.options, ctx.shapes = options, (B, C, H, W, Dqk)
         ctx.dtypes = (x.dtype, wq.dtype, bq.dtype, gamma.dtype)
@@ -81,9 +83,9 @@ class _FusedBlock(torch.autograd.Function):
         q, k, v = qkv_t[..., :Dqk], qkv_t[..., Dqk:2 * Dqk], qkv_t[..., 2 * Dqk:]
         dqkv = torch.empty((B, N, Cp), device=qkv.device, dtype=qkv.dtype)
         delta = torch.empty((B, N), device=qkv.device, dtype=torch.float32)
-        triton_attn._backward(q, k, v, o, lse, dy.transpose(1, 2), ctx.options,
-                              grads=(dqkv[..., :Dqk], dqkv[..., Dqk:2 * Dqk], dqkv[..., 2 * Dqk:]),
-                              gamma=gamma, delta=delta)
+        triton_attn.backward(q, k, v, o, lse, dy.transpose(1, 2), ctx.options,
+                             grads=(dqkv[..., :Dqk], dqkv[..., Dqk:2 * Dqk], dqkv[..., 2 * Dqk:]),
+                             gamma=gamma, delta=delta)
         dgamma = delta.sum().reshape(1).to(g_dtype)      # d/dgamma of sum(dy * o)
         dqkv_t = dqkv.transpose(1, 2)                     # (B, C', N)
         dx = torch.baddbmm(dy.to(w.dtype), w.t().expand(B, C, Cp), dqkv_t)  # dy + W^T d(qkv)
@@ -98,7 +100,7 @@ class _FusedBlock(torch.autograd.Function):
 
 
 def fused_block(x, wq, bq, wk, bk, wv, bv, gamma,
-                options: triton_attn.Options = triton_attn.DEFAULT_OPTIONS) -> torch.Tensor:
+                options: Options = DEFAULT_OPTIONS) -> torch.Tensor:
     """y = x + gamma * attend(Wq x + bq, Wk x + bk, Wv x + bv) for 1x1-conv weights.
 
     x: (B, C, H, W); wq, wk: (Dqk, C, 1, 1); wv: (C, C, 1, 1) (nn.Conv2d weights as stored);
@@ -112,7 +114,7 @@ def fused_block(x, wq, bq, wk, bk, wv, bv, gamma,
     cdt = _compute_dtype(x)
     if cdt not in (torch.float32, torch.float16, torch.bfloat16):
         raise TypeError(f"fused_block computes in fp32, fp16 or bf16; got {cdt}")
-    reason = triton_attn.why_triton_unavailable(str(x.device))
+    reason = why_triton_unavailable(str(x.device))
     if reason is not None:
         raise RuntimeError(f"fused_block cannot run on {x.device}: {reason}")
     with torch.autocast(x.device.type, enabled=False):
@@ -134,12 +136,12 @@ class TritonBlockAttend(triton_attn.TritonAttend):
         """As TritonAttend.prepare, for the block's layouts: (B, N, Dqk, Dv) with Dv = C,
         run through the fused block once on a batch of 1 (fwd + bwd)."""
         seconds = super().prepare(shapes, dtype, device)  # the plain op (SAGAN's recording path)
-        if not str(device).startswith("cuda") or triton_attn._INTERPRETING:
+        if not str(device).startswith("cuda") or INTERPRETING:
             return seconds
         import math
         import time
 
-        dtype = triton_attn._DTYPES.get(dtype, dtype)
+        dtype = triton_attn.DTYPES.get(dtype, dtype)
         start = time.perf_counter()
         for _, N, Dqk, C in {tuple(int(x) for x in s) for s in shapes}:
             side = math.isqrt(N)

@@ -22,10 +22,12 @@ moves the softmax visibly.
 
 It then measures forward and gradient errors of the fp32 path against float64 for each
 triton-attn variant (small-n, tiled with each backward) and names the likely cause from the
-size of the worst error (DESIGN.md, "The GPU step"): ~1e-3 relative means TF32 operands slipped
-in; 1e-5..1e-4 means the approximate exp2/log2/division of the GPU and the tolerance (2e-5)
-is too tight for it; order 1 means a code-generation or indexing fault (try
-``input_precision="tf32x3"`` in ``_dot`` to route around the FMA path, and read the TTGIR).
+size of the worst error: ~1e-3 relative means TF32 operands slipped in (each keeps 10
+mantissa bits, a relative rounding of up to 2^-11 = 4.9e-4, and a product rounds two);
+1e-5..1e-4 means the GPU's approximate exp2/log2/division (about 1e-6 relative each, summed
+over rows of up to N terms) and a tolerance (2e-5) too tight for them; order 1 means a
+code-generation or indexing fault (try ``input_precision="tf32x3"`` in
+``triton_common.dot`` to route around the FMA path, and read the TTGIR).
 
 Run: ``python -m ganbench.kernels.attention.precision --device cuda [--kernel triton-attn]``.
 """

@@ -20,20 +20,29 @@ The cost is parallelism: the backward has only B programs (64 at batch 64, about
 H100's or H200's 132 SMs), which is what removes every cross-program reduction. At these sizes
 the call is launch-bound (NOTES.md), so one launch instead of two or three is the point.
 
-Numerics are triton_attn's: tl.dot in fp32 with operands rounded to the input dtype, fp32
-"ieee" dots, raw scores with exp2(s*log2e - r*log2e) (option exp2), natural-log LSE. Dqk is
-padded with zeros to a power of two >= 16 (exact: zero terms add nothing to q . k), Dv is
-looped in chunks of <= 128, N is padded to a power of two and masked.
+Numerics are the tiled kernels': every product through triton_common.dot (fp32 accumulation,
+operands rounded to the input dtype, fp32 "ieee"), raw scores with exp2(s*log2e - r*log2e)
+(option exp2), natural-log LSE. Dqk is padded with zeros to a power of two >= 16 (exact: zero
+terms add nothing to q . k), Dv is looped in chunks of <= 128, N is padded to a power of two
+and masked. Tiles: plan.small_n_config.
+
+Layout: the two kernels, then their launchers :func:`forward` and :func:`backward`, which
+triton_attn.py (the op) calls after :func:`..plan.plan` picks this variant.
 """
 
 from __future__ import annotations
 
-from ganbench.kernels.attention.triton_attn import (_dot, _exp_minus, _row_offset, tl,
-                                                    triton)
+from ganbench.kernels.attention.launch import launch
+from ganbench.kernels.attention.plan import Options
+from ganbench.kernels.attention.triton_common import (GPU_META, INTERPRETING, backward_operands,
+                                                      dot, exp_minus, forward_operands,
+                                                      load_tile, row_offset, store_tile, tl,
+                                                      triton)
 
-SMALL_N_MAX = 256  # the largest N whose key tile (and a 32-row score tile) fits on chip
 
-
+# ------------------------------------------------------------------------------------------
+# Kernels. Arguments: triton_common.forward_operands / backward_operands, then constexprs.
+# ------------------------------------------------------------------------------------------
 @triton.jit
 def _small_fwd_kernel(Q, K, V, O, LSE, X, Y, GAMMA,
                       stride_qb, stride_qn, stride_qd,
@@ -50,40 +59,37 @@ def _small_fwd_kernel(Q, K, V, O, LSE, X, Y, GAMMA,
     pid_m = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     DT = V.dtype.element_ty
+    Q += b * stride_qb
+    K += b * stride_kb
+    V += b * stride_vb
+    O += b * stride_ob
+    LSE += b * N
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, N_PAD)
     offs_d = tl.arange(0, BLOCK_DQK)
-    m_ok = offs_m < N
-    n_ok = offs_n < N
-    d_ok = offs_d < DQK
 
-    q = tl.load(Q + b * stride_qb + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
-                mask=m_ok[:, None] & d_ok[None, :], other=0.0)              # (BLOCK_M, BLOCK_DQK)
-    kT = tl.load(K + b * stride_kb + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd,
-                 mask=d_ok[:, None] & n_ok[None, :], other=0.0)             # (BLOCK_DQK, N_PAD)
-    s = _dot(q, kT, DT, UPCAST)                                             # (BLOCK_M, N_PAD)
+    q = load_tile(Q, offs_m, offs_d, stride_qn, stride_qd, N, DQK)          # (BLOCK_M, BLOCK_DQK)
+    kT = load_tile(K, offs_d, offs_n, stride_kd, stride_kn, DQK, N)         # (BLOCK_DQK, N_PAD)
+    s = dot(q, kT, DT, UPCAST)                                              # (BLOCK_M, N_PAD)
     if not EVEN:
-        s = tl.where(n_ok[None, :], s, float("-inf"))
+        s = tl.where((offs_n < N)[None, :], s, float("-inf"))
     m = tl.max(s, 1)                                  # the exact row max: every key is here
-    p = _exp_minus(s, _row_offset(m, EXP2)[:, None], EXP2)
+    p = exp_minus(s, row_offset(m, EXP2)[:, None], EXP2)
     l_row = tl.sum(p, 1)
     inv_l = 1.0 / l_row
-    tl.store(LSE + b * N + offs_m, m + tl.log(l_row), mask=m_ok)  # natural-log units
+    tl.store(LSE + offs_m, m + tl.log(l_row), mask=offs_m < N)  # natural-log units
     if RESIDUAL:
+        X += b * stride_yb
+        Y += b * stride_yb
         gamma = tl.load(GAMMA).to(tl.float32)
     for start_v in range(0, DV, BLOCK_DV):  # P stays on chip; one chunk of Dv at a time
         offs_v = start_v + tl.arange(0, BLOCK_DV)
-        v_ok = offs_v < DV
-        v = tl.load(V + b * stride_vb + offs_n[:, None] * stride_vn + offs_v[None, :] * stride_vd,
-                    mask=n_ok[:, None] & v_ok[None, :], other=0.0)          # (N_PAD, BLOCK_DV)
-        o = _dot(p, v, DT, UPCAST) * inv_l[:, None]
-        ok = m_ok[:, None] & v_ok[None, :]
-        tl.store(O + b * stride_ob + offs_m[:, None] * stride_on + offs_v[None, :] * stride_od,
-                 o.to(O.dtype.element_ty), mask=ok)
+        v = load_tile(V, offs_n, offs_v, stride_vn, stride_vd, N, DV)      # (N_PAD, BLOCK_DV)
+        o = dot(p, v, DT, UPCAST) * inv_l[:, None]
+        store_tile(O, o, offs_m, offs_v, stride_on, stride_od, N, DV)
         if RESIDUAL:
-            y_off = b * stride_yb + offs_m[:, None] * stride_yn + offs_v[None, :] * stride_yd
-            x = tl.load(X + y_off, mask=ok, other=0.0).to(tl.float32)
-            tl.store(Y + y_off, (x + gamma * o).to(Y.dtype.element_ty), mask=ok)
+            x = load_tile(X, offs_m, offs_v, stride_yn, stride_yd, N, DV).to(tl.float32)
+            store_tile(Y, x + gamma * o, offs_m, offs_v, stride_yn, stride_yd, N, DV)
 
 
 @triton.jit
@@ -105,77 +111,101 @@ def _small_bwd_kernel(Q, K, V, O, DO, LSE, DQ, DK, DV_OUT, GAMMA, DELTA,
     # ONE_M (N_PAD <= BLOCK_M): a single query block covers N, so P from pass 1 also gives dV.
     b = tl.program_id(0).to(tl.int64)
     DT = V.dtype.element_ty
+    Q += b * stride_qb
+    K += b * stride_kb
+    V += b * stride_vb
+    O += b * N * DV
+    DO += b * stride_dob
+    LSE += b * N
+    DELTA += b * N
+    DQ += b * stride_gb
+    DK += b * stride_gb
+    DV_OUT += b * stride_hb
     offs_n = tl.arange(0, N_PAD)
     offs_d = tl.arange(0, BLOCK_DQK)
     n_ok = offs_n < N
-    d_ok = offs_d < DQK
     gamma = 1.0
     if SCALE:
         gamma = tl.load(GAMMA).to(tl.float32)
 
-    k = tl.load(K + b * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kd,
-                mask=n_ok[:, None] & d_ok[None, :], other=0.0)              # (N_PAD, BLOCK_DQK)
+    k = load_tile(K, offs_n, offs_d, stride_kn, stride_kd, N, DQK)          # (N_PAD, BLOCK_DQK)
     dk = tl.zeros([N_PAD, BLOCK_DQK], tl.float32)
     # pass 1: query blocks -> dQ (complete per block), dK (accumulated), dV if ONE_M
     for start_m in range(0, N, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         m_ok = offs_m < N
-        q = tl.load(Q + b * stride_qb + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
-                    mask=m_ok[:, None] & d_ok[None, :], other=0.0)          # (BLOCK_M, BLOCK_DQK)
-        lse = tl.load(LSE + b * N + offs_m, mask=m_ok, other=0.0)
-        s = _dot(q, tl.trans(k), DT, UPCAST)                                # (BLOCK_M, N_PAD)
-        p = _exp_minus(s, _row_offset(lse, EXP2)[:, None], EXP2)
+        q = load_tile(Q, offs_m, offs_d, stride_qn, stride_qd, N, DQK)      # (BLOCK_M, BLOCK_DQK)
+        lse = tl.load(LSE + offs_m, mask=m_ok, other=0.0)
+        s = dot(q, tl.trans(k), DT, UPCAST)                                 # (BLOCK_M, N_PAD)
+        p = exp_minus(s, row_offset(lse, EXP2)[:, None], EXP2)
         p = tl.where(m_ok[:, None] & n_ok[None, :], p, 0.0)  # padded rows and keys carry no P
         dp = tl.zeros([BLOCK_M, N_PAD], tl.float32)
         delta = tl.zeros([BLOCK_M], tl.float32)
         for start_v in range(0, DV, BLOCK_DV):  # dP = dO V^T over all of Dv, chunk by chunk
             offs_c = start_v + tl.arange(0, BLOCK_DV)
-            c_ok = offs_c < DV
-            doc = tl.load(DO + b * stride_dob + offs_m[:, None] * stride_don + offs_c[None, :] * stride_dod,
-                          mask=m_ok[:, None] & c_ok[None, :], other=0.0)    # (BLOCK_M, BLOCK_DV)
-            vc = tl.load(V + b * stride_vb + offs_n[:, None] * stride_vn + offs_c[None, :] * stride_vd,
-                         mask=n_ok[:, None] & c_ok[None, :], other=0.0)     # (N_PAD, BLOCK_DV)
-            oc = tl.load(O + b * N * DV + offs_m[:, None] * DV + offs_c[None, :],
-                         mask=m_ok[:, None] & c_ok[None, :], other=0.0)
-            dp += _dot(doc, tl.trans(vc), DT, UPCAST)
+            doc = load_tile(DO, offs_m, offs_c, stride_don, stride_dod, N, DV)  # (M, BLOCK_DV)
+            vc = load_tile(V, offs_n, offs_c, stride_vn, stride_vd, N, DV)      # (N_PAD, BLOCK_DV)
+            oc = load_tile(O, offs_m, offs_c, DV, 1, N, DV)
+            dp += dot(doc, tl.trans(vc), DT, UPCAST)
             delta += tl.sum(oc.to(tl.float32) * doc.to(tl.float32), 1)
             if ONE_M:  # all query rows are in this block: P^T dO is dV's whole chunk
-                dvc = _dot(tl.trans(p), doc, DT, UPCAST) * gamma            # (N_PAD, BLOCK_DV)
-                tl.store(DV_OUT + b * stride_hb + offs_n[:, None] * stride_hn + offs_c[None, :],
-                         dvc.to(DV_OUT.dtype.element_ty), mask=n_ok[:, None] & c_ok[None, :])
+                dvc = dot(tl.trans(p), doc, DT, UPCAST) * gamma             # (N_PAD, BLOCK_DV)
+                store_tile(DV_OUT, dvc, offs_n, offs_c, stride_hn, 1, N, DV)
         if STORE_DELTA:
-            tl.store(DELTA + b * N + offs_m, delta, mask=m_ok)
+            tl.store(DELTA + offs_m, delta, mask=m_ok)
         ds = p * (dp - delta[:, None])                                      # (BLOCK_M, N_PAD)
-        dq = _dot(ds, k, DT, UPCAST) * gamma                                # every key: complete
-        tl.store(DQ + b * stride_gb + offs_m[:, None] * stride_gn + offs_d[None, :],
-                 dq.to(DQ.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
-        dk += _dot(tl.trans(ds), q, DT, UPCAST)
+        dq = dot(ds, k, DT, UPCAST) * gamma                                 # every key: complete
+        store_tile(DQ, dq, offs_m, offs_d, stride_gn, 1, N, DQK)
+        dk += dot(tl.trans(ds), q, DT, UPCAST)
     dk = dk * gamma
-    tl.store(DK + b * stride_gb + offs_n[:, None] * stride_gn + offs_d[None, :],
-             dk.to(DK.dtype.element_ty), mask=n_ok[:, None] & d_ok[None, :])
+    store_tile(DK, dk, offs_n, offs_d, stride_gn, 1, N, DQK)
     if not ONE_M:
         # pass 2: dV = P^T dO per (key block, Dv chunk), P recomputed from q, k and the LSE
         for start_n in range(0, N, BLOCK_N):
             offs_j = start_n + tl.arange(0, BLOCK_N)
-            j_ok = offs_j < N
-            kj = tl.load(K + b * stride_kb + offs_j[:, None] * stride_kn + offs_d[None, :] * stride_kd,
-                         mask=j_ok[:, None] & d_ok[None, :], other=0.0)     # (BLOCK_N, BLOCK_DQK)
+            kj = load_tile(K, offs_j, offs_d, stride_kn, stride_kd, N, DQK)  # (BLOCK_N, BLOCK_DQK)
             for start_v in range(0, DV, BLOCK_DV):
                 offs_c = start_v + tl.arange(0, BLOCK_DV)
-                c_ok = offs_c < DV
                 dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
                 for start_m in range(0, N, BLOCK_M):
                     offs_m = start_m + tl.arange(0, BLOCK_M)
                     m_ok = offs_m < N
-                    qT = tl.load(Q + b * stride_qb + offs_m[None, :] * stride_qn + offs_d[:, None] * stride_qd,
-                                 mask=d_ok[:, None] & m_ok[None, :], other=0.0)  # (BLOCK_DQK, BLOCK_M)
-                    lse = tl.load(LSE + b * N + offs_m, mask=m_ok, other=0.0)
-                    sT = _dot(kj, qT, DT, UPCAST)                           # (BLOCK_N, BLOCK_M)
-                    pT = _exp_minus(sT, _row_offset(lse, EXP2)[None, :], EXP2)
+                    qT = load_tile(Q, offs_d, offs_m, stride_qd, stride_qn, DQK, N)  # (DQK, M)
+                    lse = tl.load(LSE + offs_m, mask=m_ok, other=0.0)
+                    sT = dot(kj, qT, DT, UPCAST)                            # (BLOCK_N, BLOCK_M)
+                    pT = exp_minus(sT, row_offset(lse, EXP2)[None, :], EXP2)
                     pT = tl.where(m_ok[None, :], pT, 0.0)
-                    doc = tl.load(DO + b * stride_dob + offs_m[:, None] * stride_don + offs_c[None, :] * stride_dod,
-                                  mask=m_ok[:, None] & c_ok[None, :], other=0.0)
-                    dv += _dot(pT, doc, DT, UPCAST)
+                    doc = load_tile(DO, offs_m, offs_c, stride_don, stride_dod, N, DV)
+                    dv += dot(pT, doc, DT, UPCAST)
                 dv = dv * gamma
-                tl.store(DV_OUT + b * stride_hb + offs_j[:, None] * stride_hn + offs_c[None, :],
-                         dv.to(DV_OUT.dtype.element_ty), mask=j_ok[:, None] & c_ok[None, :])
+                store_tile(DV_OUT, dv, offs_j, offs_c, stride_hn, 1, N, DV)
+
+
+# ------------------------------------------------------------------------------------------
+# Launchers
+# ------------------------------------------------------------------------------------------
+def forward(q, k, v, o, lse, cfg: dict, options: Options, residual=None) -> None:
+    """One launch writes o (contiguous (B, N, Dv)) and the natural-log LSE ((B, N) fp32) for
+    q, k, v with N <= SMALL_N_MAX; ``cfg`` is plan.small_n_config's, ``residual`` as in
+    triton_common.forward_operands."""
+    B, N = q.shape[:2]
+    pointers, ints = forward_operands(q, k, v, o, lse, residual)
+    meta = dict(BLOCK_M=cfg["FWD_BLOCK_M"], N_PAD=cfg["N_PAD"], BLOCK_DQK=cfg["BLOCK_DQK"],
+                BLOCK_DV=cfg["BLOCK_DV"], UPCAST=INTERPRETING, EVEN=N == cfg["N_PAD"],
+                EXP2=options.exp2, RESIDUAL=residual is not None,
+                num_warps=cfg["FWD_WARPS"], num_stages=cfg["FWD_STAGES"], **GPU_META)
+    grid = (triton.cdiv(N, cfg["FWD_BLOCK_M"]), B)
+    launch(_small_fwd_kernel, grid, pointers, ints, meta, options.prebind)
+
+
+def backward(q, k, v, o, lse, do, grads: tuple, cfg: dict, options: Options, gamma=None,
+             delta=None) -> None:
+    """One launch, one program per batch element, writes ``grads = (dq, dk, dv)`` (and
+    ``delta`` if given); arguments as in triton_common.backward_operands."""
+    pointers, ints = backward_operands(q, k, v, o, lse, do, *grads, gamma, delta)
+    meta = dict(BLOCK_M=cfg["BWD_BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], N_PAD=cfg["N_PAD"],
+                BLOCK_DQK=cfg["BLOCK_DQK"], BLOCK_DV=cfg["BLOCK_DV"], UPCAST=INTERPRETING,
+                EXP2=options.exp2, SCALE=gamma is not None, STORE_DELTA=delta is not None,
+                ONE_M=cfg["N_PAD"] <= cfg["BWD_BLOCK_M"],
+                num_warps=cfg["BWD_WARPS"], num_stages=cfg["BWD_STAGES"], **GPU_META)
+    launch(_small_bwd_kernel, (q.shape[0],), pointers, ints, meta, options.prebind)

@@ -21,7 +21,7 @@ def _skip_unless_runnable(device: str) -> None:
     """Skip when the device is absent or the kernel cannot run there (with the reason)."""
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from ganbench.kernels.attention.triton_attn import why_triton_unavailable
+    from ganbench.kernels.attention.triton_common import why_triton_unavailable
 
     reason = why_triton_unavailable(device)
     if reason is not None:

@@ -8,7 +8,8 @@ CUDA) and must match in y and in the gradients of x, all three weights and biase
 import pytest
 import torch
 
-from ganbench.kernels.attention import block, triton_attn
+from ganbench.kernels.attention import block, small_n, triton_attn
+from ganbench.kernels.attention.plan import DEFAULT_OPTIONS
 from ganbench.kernels.attention.reference import attend_reference
 from ganbench.plugins import sagan
 
@@ -142,7 +143,7 @@ def test_block_under_bf16_autocast_matches_the_module_under_autocast(skip_unless
     x = torch.randn(2, 32, 4, 4, generator=g).to(device)
     dy = torch.randn(2, 32, 4, 4, generator=g).to(device)
     with torch.autocast(device, dtype=torch.bfloat16):
-        y, got = _run_block(m, x, dy, torch.float32, triton_attn.DEFAULT_OPTIONS)
+        y, got = _run_block(m, x, dy, torch.float32, DEFAULT_OPTIONS)
     assert y.dtype == torch.float32 and all(t.dtype == torch.float32 for t in got.values())
     m64 = _reference_module(32, gamma=0.7, seed=4, device=device)
     ref_y, ref = _run_reference(m64, x.double(), dy.double())
@@ -173,7 +174,6 @@ def test_block_launches(monkeypatch, skip_unless_runnable):
             return func(*args, **(kwargs or {}))
 
     launches = []
-    small_n = triton_attn._small_n()
     for name in ("_small_fwd_kernel", "_small_bwd_kernel"):
         kernel = getattr(small_n, name)
 

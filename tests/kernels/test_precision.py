@@ -43,8 +43,8 @@ def test_triton_fp32_is_ieee(device, skip_unless_runnable, capsys):
 
 
 def test_error_sizes_name_their_likely_cause():
-    """The magnitudes DESIGN.md gives: ~1e-3 TF32, 1e-5..1e-4 approximate exp/log against a
-    2e-5 tolerance, order 1 a code-generation fault."""
+    """The magnitudes precision.py's docstring explains: ~1e-3 TF32, 1e-5..1e-4 approximate
+    exp/log against a 2e-5 tolerance, order 1 a code-generation fault."""
     from ganbench.kernels.attention.precision import classify
 
     assert classify(3e-6).startswith("within")

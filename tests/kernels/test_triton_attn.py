@@ -11,7 +11,9 @@ import functools
 import pytest
 import torch
 
-from ganbench.kernels.attention import triton_attn
+from ganbench.kernels.attention import (small_n, tiled_backward, tiled_forward, triton_attn,
+                                        triton_common)
+from ganbench.kernels.attention.plan import SMALL_N_MAX, check_tiles, small_n_config
 from ganbench.kernels.attention.reference import attend_reference
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
@@ -45,7 +47,7 @@ SHAPES = {
     "N63-Dv24": (2, 63, 8, 24),  # partial query and key tiles; Dv not a power of two
     "N257": (1, 257, 16, 128),   # one real row in the last tile; just past small-n's limit
 }
-SMALL = [name for name, shape in SHAPES.items() if shape[1] <= triton_attn.SMALL_N_MAX]
+SMALL = [name for name, shape in SHAPES.items() if shape[1] <= SMALL_N_MAX]
 
 # (variant, backward): every kernel combination there is. small-n has one backward of its own.
 KERNELS = {"small-n": ("small-n", "auto"), "one-launch": ("tiled", "one-launch"),
@@ -80,9 +82,9 @@ def _cases():
     fp32 and bf16 only, as fp16 takes bf16's path with a smaller unit."""
     for name, shape in SHAPES.items():
         for kernel in KERNELS:
-            if kernel == "small-n" and shape[1] > triton_attn.SMALL_N_MAX:
+            if kernel == "small-n" and shape[1] > SMALL_N_MAX:
                 continue
-            default = "small-n" if shape[1] <= triton_attn.SMALL_N_MAX else "one-launch"
+            default = "small-n" if shape[1] <= SMALL_N_MAX else "one-launch"
             for tol, tol_id in zip(TOLERANCES, TOL_IDS):
                 if tol_id == "fp16" and kernel != default:
                     continue
@@ -134,7 +136,7 @@ def test_saved_lse_is_the_natural_log_sum_exp(variant, exp2, device, make_inputs
     skip_unless_runnable(device)
     q, k, v, _ = make_inputs(2, 63, 8, 24, torch.float32, device, score_scale=12.0)
     options = triton_attn.check_options(variant=variant, exp2=exp2)
-    _, lse = triton_attn._forward(q, k, v, options)
+    _, lse = triton_attn.forward(q, k, v, options)
     ref = torch.logsumexp(torch.bmm(q.double(), k.double().transpose(1, 2)), dim=-1)
     torch.testing.assert_close(lse.double(), ref, atol=2e-5, rtol=1e-6)
 
@@ -157,32 +159,6 @@ def test_unknown_backward_is_rejected():
     q = torch.zeros(1, 4, 8)
     with pytest.raises(ValueError, match="backward must be one of"):
         triton_attn.attend_triton(q, q, torch.zeros(1, 4, 16), backward="fast")
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(variant="small"), "variant must be one of auto, small-n, tiled; got 'small'"),
-    (dict(backward="one_launch"),
-     "backward must be one of auto, one-launch, two-kernel, atomic; got 'one_launch'"),
-    (dict(variant="small-n", backward="atomic"), "variant='small-n' has its own one-launch"),
-    (dict(exp2="yes"), "exp2 must be true or false; got 'yes'"),
-    (dict(prebind=1), "prebind must be true or false; got 1"),
-    (dict(tiles={"block_n": 48}), "block_n must be one of"),
-])
-def test_bad_options_are_rejected_with_one_line(kwargs, message):
-    with pytest.raises(ValueError, match=message) as info:
-        triton_attn.check_options(**kwargs)
-    assert "\n" not in str(info.value)
-
-
-def test_auto_picks_small_n_up_to_256_then_tiled_with_the_one_launch_backward():
-    plan = triton_attn.plan
-    assert [plan(n, 16, 128).variant for n in (1, 16, 64, 256)] == ["small-n"] * 4
-    assert [plan(n, 8, 64)[:2] for n in (257, 1024, 4096)] == [("tiled", "one-launch")] * 3
-    two = triton_attn.check_options(backward="two-kernel")
-    assert plan(64, 8, 64, two).variant == "small-n"   # backward= is the tiled variant's choice
-    assert plan(1024, 8, 64, two)[:2] == ("tiled", "two-kernel")
-    forced = triton_attn.check_options(variant="tiled")
-    assert plan(64, 8, 64, forced)[:2] == ("tiled", "one-launch")
 
 
 def test_small_n_refuses_long_sequences_with_a_clear_error(make_inputs, skip_unless_runnable):
@@ -208,8 +184,8 @@ def test_prepare_compiles_what_the_first_step_uses(skip_unless_runnable):
     shapes = [(4, 256, 16, 128), (4, 1024, 8, 64), (4, 64, 32, 256), (4, 16, 64, 512)]
     seconds = attend.prepare(shapes, torch.bfloat16, "cuda")
     assert seconds > 0
-    kernels = [triton_attn._fwd_kernel, triton_attn._bwd_one_launch_kernel,
-               triton_attn._small_n()._small_fwd_kernel, triton_attn._small_n()._small_bwd_kernel]
+    kernels = [tiled_forward._tiled_fwd_kernel, tiled_backward._tiled_bwd_kernel,
+               small_n._small_fwd_kernel, small_n._small_bwd_kernel]
     before = [sum(len(c[0]) for c in k.device_caches.values()) for k in kernels]
     for B, N, Dqk, Dv in shapes:
         q, k, v, do = triton_attn.sagan_layout_inputs(B, N, Dqk, Dv, torch.bfloat16, "cuda")
@@ -279,8 +255,9 @@ def test_never_allocates_n_by_n(device, make_inputs, skip_unless_runnable, monke
 
     A TorchDispatchMode sees every aten op the host code runs (empty, zeros, casts); the Triton
     kernels themselves hold only BLOCK-sized tiles and write into those buffers. The mode is
-    set around the launchers (_forward, _backward) directly: around attend_triton it would see
-    only the custom op's outputs, since a dispatch mode is off while an op it intercepted runs.
+    set around the launchers (triton_attn.forward and .backward) directly: around attend_triton
+    it would see only the custom op's outputs, since a dispatch mode is off while an op it
+    intercepted runs.
     With B=1, N=512, Dqk=8, Dv=64 the largest legitimate tensor is B*N*Dv = 32768 elements; an
     N x N score matrix would be 262144. The reference is checked to trip it.
     """
@@ -308,8 +285,8 @@ def test_never_allocates_n_by_n(device, make_inputs, skip_unless_runnable, monke
         q, k, v, do = ((q0, k0, v0, do0) if kernel != "small-n"  # N=256: small-n's largest N
                        else make_inputs(B, 256, 8, 64, torch.float32, device))
         with LargestTensor() as mode:
-            o, lse = triton_attn._forward(q, k, v, options)
-            triton_attn._backward(q, k, v, o, lse, do, options)
+            o, lse = triton_attn.forward(q, k, v, options)
+            triton_attn.backward(q, k, v, o, lse, do, options)
         assert mode.largest < q.shape[1] ** 2, (kernel, mode.largest)
     leaves = [t.clone().requires_grad_() for t in (q0, k0, v0)]
     with LargestTensor() as mode:
@@ -343,34 +320,11 @@ def test_cuda_peak_memory_is_linear_in_n(make_inputs, skip_unless_runnable):
     assert extra_peak(eager) > nxn_bytes
 
 
-def test_tile_sizes_obey_gpu_constraints():
-    """What the interpreter does not enforce: power-of-two tiles, dot dims >= 16, Dv chunks."""
-    shapes = [(n, dqk, dv) for n in (1, 16, 63, 64, 257, 1024, 4096)
-              for dqk, dv in ((8, 64), (16, 128), (32, 256), (64, 512), (8, 24))]
-    for n, dqk, dv in shapes:
-        cfg = triton_attn._config(n, dqk, dv)
-        for key in ("BLOCK_DQK", "BLOCK_DV", "BLOCK_N", "FWD_BLOCK_M", "BWD_BLOCK_M"):
-            value = cfg[key]
-            assert value >= 16 and value & (value - 1) == 0, (n, dqk, dv, key, value)
-        assert cfg["BLOCK_DQK"] >= dqk and cfg["BLOCK_DV"] <= 128
-        assert cfg["FWD_WARPS"] in (4, 8) and cfg["BWD_WARPS"] in (4, 8)
-        if n > triton_attn.SMALL_N_MAX:
-            continue
-        small = triton_attn._small_config(n, dqk, dv)
-        for key in ("N_PAD", "BLOCK_DQK", "BLOCK_DV", "BLOCK_N", "FWD_BLOCK_M", "BWD_BLOCK_M"):
-            value = small[key]
-            assert value >= 16 and value & (value - 1) == 0, (n, dqk, dv, key, value)
-        assert small["N_PAD"] >= n and small["BLOCK_DV"] <= 128
-        assert small["N_PAD"] * small["BLOCK_DV"] <= 16384  # the V chunk in shared memory
-        # the score-sized tiles the backward keeps live stay at <= 8192 fp32 each
-        assert small["BWD_BLOCK_M"] * small["N_PAD"] <= 8192 or small["N_PAD"] <= 64
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kernel", ["one-launch", "two-kernel", "atomic"])
 def test_tile_overrides_give_the_same_answer(kernel, device, make_inputs, float64_reference,
                                              output_and_grads, skip_unless_runnable):
-    """Tiles other than _config's (key and query blocks of different sizes, Dv in 16-wide
+    """Tiles other than tiled_config's (key and query blocks of different sizes, Dv in 16-wide
     chunks, other warps/stages) at N=130: every mask and loop bound still holds (partial key
     and query tiles). For the one-launch backward, 32-wide key blocks and 128-row query
     blocks give a grid where most programs have a dK/dV block but no dQ block."""
@@ -393,37 +347,17 @@ def test_small_n_tile_overrides_take_the_two_pass_backward(device, make_inputs,
     skip_unless_runnable(device)
     q, k, v, do = make_inputs(2, 63, 8, 40, torch.float32, device)
     tiles = dict(fwd_block_m=16, bwd_block_m=16, block_n=16, block_dv=16)
-    assert triton_attn._small_config(63, 8, 40, triton_attn.check_tiles(tiles))["N_PAD"] == 64
+    assert small_n_config(63, 8, 40, check_tiles(tiles))["N_PAD"] == 64
     attend = functools.partial(triton_attn.attend_triton, variant="small-n", tiles=tiles)
     o, grads = output_and_grads(attend, q, k, v, do)
     _check(o, grads, *float64_reference(q, k, v, do), atol=2e-5, rtol=2e-5)
 
 
-@pytest.mark.parametrize("tiles, message", [
-    ({"block_m": 64}, "unknown tile setting 'block_m'; known: block_n, fwd_block_m"),
-    ({"block_n": 48}, "block_n must be one of 16, 32, 64, 128, 256; got 48"),
-    ({"block_dv": 256}, "block_dv must be one of 16, 32, 64, 128; got 256"),
-    ({"fwd_warps": True}, "fwd_warps must be one of"),
-    ({"bwd_stages": "2"}, "bwd_stages must be one of"),
-])
-def test_bad_tiles_are_rejected(tiles, message):
-    with pytest.raises(ValueError, match=message):
-        triton_attn.check_tiles(tiles)
-
-
-def test_tile_overrides_replace_only_what_they_name():
-    default = triton_attn._config(1024, 8, 64)
-    assert default["BWD_WARPS"] == 4 and default["BLOCK_N"] == 64
-    tuned = triton_attn._config(1024, 8, 64,
-                                triton_attn.check_tiles({"bwd_warps": 8, "BLOCK_N": 128}))
-    assert tuned == {**default, "BWD_WARPS": 8, "BLOCK_N": 128}
-
-
 def test_why_unavailable_explains_the_cpu(monkeypatch):
-    monkeypatch.setattr(triton_attn, "_INTERPRETING", False)
+    monkeypatch.setattr(triton_common, "INTERPRETING", False)
     reason = triton_attn.why_triton_unavailable("cpu")
     assert reason and "TRITON_INTERPRET=1" in reason and "\n" not in reason
-    monkeypatch.setattr(triton_attn, "_INTERPRETING", True)
+    monkeypatch.setattr(triton_common, "INTERPRETING", True)
     assert triton_attn.why_triton_unavailable("cpu") is None
     if not torch.cuda.is_available():
         assert "CUDA" in triton_attn.why_triton_unavailable("cuda")
@@ -455,9 +389,8 @@ class _CountLaunches:
 
 def _wrap_kernels(monkeypatch, counts: list) -> None:
     """Every Triton kernel of triton-attn replaced by a _CountLaunches appending to counts."""
-    small_n = triton_attn._small_n()
-    for module, name in ((triton_attn, "_fwd_kernel"), (triton_attn, "_bwd_dkdv_kernel"),
-                         (triton_attn, "_bwd_dq_kernel"), (triton_attn, "_bwd_one_launch_kernel"),
+    for module, name in ((tiled_forward, "_tiled_fwd_kernel"),
+                         (tiled_backward, "_tiled_bwd_kernel"),
                          (small_n, "_small_fwd_kernel"), (small_n, "_small_bwd_kernel")):
         monkeypatch.setattr(module, name, _CountLaunches(getattr(module, name), counts))
 
@@ -492,10 +425,10 @@ def test_launches_per_forward_and_backward(kernel, bwd_triton, bwd_torch, monkey
     options = triton_attn.check_options(*KERNELS[kernel])
     # The launchers directly: a dispatch mode around the custom op would not see inside it.
     with TorchOps() as ops:
-        o, lse = triton_attn._forward(q, k, v, options)
+        o, lse = triton_attn.forward(q, k, v, options)
     assert (len(triton_launches), ops.names) == (1, [])
     with TorchOps() as ops:
-        triton_attn._backward(q, k, v, o, lse, do, options)
+        triton_attn.backward(q, k, v, o, lse, do, options)
     assert len(triton_launches) == 1 + bwd_triton
     assert ops.names == bwd_torch, ops.names
 
@@ -536,69 +469,3 @@ def test_double_backward_is_refused(make_inputs, skip_unless_runnable):
     # a first derivative alone is fine
     (dq,) = torch.autograd.grad(triton_attn.attend_triton(*leaves).sum(), leaves[0])
     assert dq.shape == q.shape and not dq.requires_grad
-
-
-class _FakeCompiled:
-    """What Triton's JIT returns from a launch: records direct launcher calls."""
-
-    function, packed_metadata = "function-handle", "packed"
-
-    def __init__(self):
-        self.calls = []
-
-    def run(self, *args):
-        self.calls.append(args)
-
-
-class _FakeKernel:
-    """A @triton.jit stand-in: ``kernel[grid](*args, **meta)`` compiles (once per distinct
-    specialization, as Triton would) and returns the compiled kernel."""
-
-    arg_names = ["A", "B", "n", "BLOCK", "FLAG"]
-
-    def __init__(self):
-        self.jit_calls = []
-        self.compiled = _FakeCompiled()
-
-    def __getitem__(self, grid):
-        def launch(*args, **meta):
-            self.jit_calls.append((grid, args, meta))
-            return self.compiled
-        return launch
-
-
-def test_prebound_launch_binds_once_per_configuration(monkeypatch):
-    """The pre-bound path: the first call goes through Triton's JIT (which compiles and
-    launches) and every later call with the same specialization (int values, dtypes, 16-byte
-    alignment, constexprs) calls the compiled launcher directly, constexprs appended in the
-    kernel's argument order; anything that changes the specialization binds anew."""
-    import types
-
-    monkeypatch.setattr(triton_attn, "_INTERPRETING", False)
-    monkeypatch.setattr(triton_attn, "_BOUND", {})
-    current = {"device": 0}
-    fake_driver = types.SimpleNamespace(active=types.SimpleNamespace(
-        get_current_device=lambda: current["device"], get_current_stream=lambda device: 1234))
-    monkeypatch.setattr(triton_attn, "driver", fake_driver)
-    kernel = _FakeKernel()
-    a, b = torch.zeros(64), torch.zeros(64)
-    meta = dict(BLOCK=16, FLAG=True, num_warps=4)
-    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
-    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
-    assert len(kernel.jit_calls) == 1
-    assert kernel.compiled.calls == [(3, 2, 1, 1234, "function-handle", "packed", None, None,
-                                      None, a, b, 64, 16, True)]
-    triton_attn._launch(kernel, (3, 2), (a, b), (65,), meta, prebind=True)     # another int
-    triton_attn._launch(kernel, (3, 2), (a[1:], b), (64,), meta, prebind=True)  # misaligned
-    triton_attn._launch(kernel, (3, 2), (a[1:], b), (64,), meta, prebind=True)  # (never bound)
-    triton_attn._launch(kernel, (3, 2), (a, b), (64,), dict(meta, FLAG=False), prebind=True)
-    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=False)    # option off
-    assert len(kernel.jit_calls) == 6 and len(kernel.compiled.calls) == 1
-    triton_attn._launch(kernel, (3, 2), (a, b), (65,), meta, prebind=True)     # bound above
-    assert len(kernel.jit_calls) == 6 and len(kernel.compiled.calls) == 2
-    current["device"] = 1                                 # another GPU: its own compiled handle
-    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
-    assert len(kernel.jit_calls) == 7 and len(kernel.compiled.calls) == 2
-    monkeypatch.setattr(triton_attn, "_INTERPRETING", True)                    # interpreter
-    triton_attn._launch(kernel, (3, 2), (a, b), (64,), meta, prebind=True)
-    assert len(kernel.jit_calls) == 8 and len(kernel.compiled.calls) == 2

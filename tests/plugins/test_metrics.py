@@ -10,7 +10,9 @@ import torch
 
 import ganbench.plugins.metrics as M
 from ganbench import data
+from ganbench.errors import UserError
 from ganbench.quality import evaluate as quality
+from ganbench.quality.evaluate import TooFewSamplesError
 from ganbench.registry import Registry
 from ganbench.specs import MetricContext
 
@@ -120,8 +122,10 @@ def test_prdc_of_far_apart_sets_is_zero():
 
 
 def test_prdc_needs_more_samples_than_k():
-    with pytest.raises(ValueError, match="more than 5 samples"):
+    with pytest.raises(TooFewSamplesError, match=r"more than 5 samples.*got 5"):
         M.prdc(torch.randn(5, 3), torch.randn(10, 3))
+    with pytest.raises(UserError, match="fid-digits"):  # a user error: one line, exit 2
+        M.frechet_distance_of_features(torch.randn(1, 3), torch.randn(10, 3))
 
 
 # ------------------------------------------------------------------------------ modes
@@ -282,41 +286,16 @@ def test_the_shipped_scale_is_the_training_digits_scale():
     assert (std > 0.1).all()  # no dead unit before the ReLU: every one can be standardised
 
 
-def test_memorisation_flags_a_training_copy_and_passes_held_out_digits():
-    mnist = data.load_embedded()
-    train = data.prepare(mnist.train_images[:2000], 32)
-    heldout, _ = _test_digits()
-    real, fresh = heldout[:N], heldout[N:2 * N]
-    context = MetricContext(digits=(), image_size=32, device="cpu", train=train)
-    registry = _registry()
-    copy = quality.evaluate(["memorisation"], train[:N], real, context, registry)
-    held = quality.evaluate(["memorisation"], fresh, real, context, registry)
-    assert copy["memo_copy_share"] == 1.0 and copy["memo_nn_ratio"] < 1e-3
-    # Held-out digits fall below the held-out 1st percentile about 1% of the time.
-    assert held["memo_copy_share"] < 0.05
-    assert 0.85 < held["memo_nn_ratio"] < 1.15
-    # A half-copied set: half the samples are near-copies (a little noise does not hide them).
-    gen = torch.Generator().manual_seed(3)
-    noisy = train[:N] + 0.05 * torch.randn(train[:N].shape, generator=gen)
-    half = torch.cat([noisy[:N // 2], fresh[:N // 2]])
-    share = quality.evaluate(["memorisation"], half, real, context, registry)["memo_copy_share"]
-    assert 0.48 < share < 0.55
-
-
-def test_memorisation_arithmetic_on_hand_made_points():
-    """1-pixel 'images' on a line: train at 0 and 10; held-out at distances 1..100 from train."""
-    train = torch.tensor([0.0, 10.0], dtype=torch.float64).reshape(2, 1, 1, 1)
-    real = (10.0 + torch.arange(1.0, 101.0, dtype=torch.float64)).reshape(100, 1, 1, 1)
-    # 1st percentile of 1..100 by linear interpolation: 1 + 0.99 * (2 - 1) = 1.99.
-    fake = torch.tensor([0.0, 10.5, 11.98, 12.0, 60.0],
-                        dtype=torch.float64).reshape(5, 1, 1, 1)  # distances 0, .5, 1.98, 2, 50
-    row = M.memorisation(fake, real, train)
-    assert row["memo_copy_share"] == pytest.approx(3 / 5)
-    assert row["memo_nn_ratio"] == pytest.approx(1.98 / 50.5)   # medians: 1.98 and 50.5
-    torch.testing.assert_close(M.nearest_distances(fake, train),
-                               torch.tensor([0.0, 0.5, 1.98, 2.0, 50.0], dtype=torch.float64))
-    with pytest.raises(ValueError, match="one shape"):
-        M.memorisation(torch.zeros(3, 1, 2, 2), real, train)
+def test_directions_declare_two_sided_columns_closer():
+    """Precision, density, IS and class shares can be wrong both ways: closer to real is
+    better. Recall and coverage only fall short; KID and FID only grow."""
+    ways = {pattern: way for spec in _registry().metrics.values()
+            for pattern, way in spec.directions}
+    assert {ways[c] for c in ("prdc_precision", "prdc_density", "is_digits",
+                              "modes_share_*")} == {"closer"}
+    assert ways["prdc_recall"] == ways["prdc_coverage"] == ways["modes_covered"] == "higher"
+    assert ways["kid_digits"] == ways["fid_digits"] == ways["memo_copy_share"] == "lower"
+    assert "kid_digits_sd" not in ways and ways["memo_nn_ratio"] == "closer"
 
 
 def test_features_are_cached_per_tensor_until_modified():

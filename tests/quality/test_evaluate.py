@@ -79,6 +79,9 @@ def test_real_reference_row_uses_disjoint_halves_and_caps_n():
     fake_ids, real_ids = set(fake.flatten().tolist()), set(real.flatten().tolist())
     assert len(fake_ids) == len(real_ids) == 5 and not fake_ids & real_ids
     assert context.real_labels.tolist() == [int(i) % 10 for i in real.flatten().tolist()]
+    sets = quality.eval_sets(heldout, labels, 5, seed=1)  # the halves that row used
+    assert set(sets.stand_in.flatten().tolist()) == fake_ids
+    assert sets.stand_in_labels.tolist() == [int(i) % 10 for i in sets.stand_in.flatten().tolist()]
     row, n = quality.real_reference_row(heldout, labels, 3, CONTEXT, _toy_registry(),
                                         metric_names=["rec"])
     assert n == 3 and row == {"metric_n": 3, "metric_image_size": 1,

@@ -117,15 +117,26 @@ def test_gab_json_shape_and_directions(run_dir):
     big = {e["name"]: e for e in bigger}
     small = {e["name"]: e for e in smaller}
     assert big["dcgan+bce img_per_s"]["value"] == 100.0
-    assert big["dcgan+bce img_per_s"]["unit"] == "images/s"
+    assert big["dcgan+bce img_per_s"]["unit"] == "img/s"  # the column registry's unit
     assert small["dcgan+bce step_ms_median"]["unit"] == "ms"
     assert small["sagan+hinge+eager-attn peak_mem_bytes"] == {
         "name": "sagan+hinge+eager-attn peak_mem_bytes", "unit": "MiB", "value": 510.0,
         "extra": "Test CPU, 2.x, abc"}
-    assert "dcgan+bce fid_digits" in small and "dcgan+bce is_digits" in big
-    assert "sagan+hinge+sdpa-attn is_digits" not in big        # NaN is left out
+    assert "dcgan+bce fid_digits" in small
+    # is_digits is closer-to-real: without the real row's value it cannot be judged
     names = " ".join(list(big) + list(small))
+    assert "is_digits" not in names
     assert "real data" not in names and "compile-attn" not in names  # reference, failed rows
+
+
+def test_gab_json_gives_closer_metrics_as_their_distance_to_real(run_dir):
+    df = html_report.read_table(run_dir)
+    df.loc[df["status"] == "reference", "is_digits"] = 1.75
+    entries = html_report.gab_entries(df)
+    small = {e["name"]: e for e in entries["lower"]}
+    assert small["dcgan+bce is_digits distance to real"]["value"] == pytest.approx(0.25)
+    assert "sagan+hinge+sdpa-attn is_digits distance to real" not in small  # NaN left out
+    assert not [e for e in entries["higher"] if "is_digits" in e["name"]]
 
 
 def test_cli_report_html_and_gab(run_dir, tmp_path, capsys):

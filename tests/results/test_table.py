@@ -144,9 +144,7 @@ def with_plugin_metric(monkeypatch):
     pm, broken = registry.make_plugin_manager(load_entrypoints=False)
     pm.register(SharpnessPlugin, name="sharpness-test")
     monkeypatch.setattr(registry, "_REGISTRY", registry.collect(pm, broken))
-    cmp.metric_directions.cache_clear()
     yield
-    cmp.metric_directions.cache_clear()
 
 
 def test_a_plugin_metric_column_appears_in_the_printed_table(with_plugin_metric, tmp_path):

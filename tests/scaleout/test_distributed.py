@@ -21,6 +21,7 @@ import torch
 from ganbench.commands import run as cmd_run
 from ganbench.scaleout import pool as scaleout
 from ganbench.scaleout.distributed import DUMP_ENV, ShardedBatches, first_nonfinite
+from ganbench.scaleout.grad_sync import any_rank
 from ganbench.scaleout.ranks import check
 from ganbench.errors import ConfigError
 from ganbench.training.loop import Batches
@@ -70,7 +71,7 @@ def test_options_round_trip_without_nproc():
                            "-m", "ganbench", "run", "--steps", "7"]
 
 
-def test_each_finished_runs_k_at_once_and_rows_go_back_in_plan_order():
+def test_each_finished_runs_k_at_once():
     both_started = threading.Barrier(2, timeout=10)  # deadlocks unless 2 run at once
 
     def work(name):
@@ -81,14 +82,6 @@ def test_each_finished_runs_k_at_once_and_rows_go_back_in_plan_order():
 
     finished = [item for item, _ in scaleout.each_finished(["a", "b", "c"], work, jobs=2)]
     assert sorted(finished) == ["a", "b", "c"] and finished[0] != "a"
-
-    class C:
-        def __init__(self, name):
-            self.name = name
-
-    rows = [{"combo": "c"}, {"combo": "a"}, {"combo": "b"}]
-    assert [r["combo"] for r in scaleout.in_plan_order(rows, [C("a"), C("b"), C("c")])] == \
-        ["a", "b", "c"]
 
     def boom(name):
         raise RuntimeError(name)
@@ -138,11 +131,13 @@ def _d_grads(D):
 
 def _rank(rank: int, port: int, out: str) -> None:
     """One of two ranks: the train.py D step under DDP on this rank's half, then a G-step-like
-    backward through D under grad_sync_off; saves D's gradients after each."""
+    backward through D under grad_sync_off; saves D's gradients after each, and what
+    any_rank answers for flags that differ between the ranks."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     from ganbench.scaleout.distributed import grad_sync_off
+    from ganbench.scaleout.grad_sync import any_rank
     from ganbench.plugins.losses import HingeLoss
     from ganbench.specs import LossInputs
 
@@ -159,7 +154,9 @@ def _rank(rank: int, port: int, out: str) -> None:
         with grad_sync_off(ddp):
             logits = ddp(fake[half])
         HingeLoss().g_loss(LossInputs(fake_logits=logits)).backward()
-        torch.save({"d_step": d_step, "g_step": _d_grads(D)}, f"{out}/rank{rank}.pt")
+        flags = [any_rank(rank == 0, ddp), any_rank(rank == 1, ddp), any_rank(False, ddp)]
+        torch.save({"d_step": d_step, "g_step": _d_grads(D), "any_rank": flags},
+                   f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -182,6 +179,9 @@ def test_ddp_d_step_gradient_equals_the_full_batch_gradient(tmp_path):
     # Under grad_sync_off the G step's D gradients stay local (no all-reduce): they differ.
     assert any(not torch.equal(ranks[0]["g_step"][n], ranks[1]["g_step"][n])
                for n in ranks[0]["g_step"])
+    # A budget spent on one rank's clock is spent on both; in one process the flag is itself.
+    assert [r["any_rank"] for r in ranks] == [[True, True, False]] * 2
+    assert any_rank(True, D) is True and any_rank(False, D) is False
 
 
 # ------------------------------------------------------------------------------------------
@@ -250,3 +250,23 @@ def test_jobs_trains_combinations_side_by_side_and_keeps_plan_order(tmp_path):
     assert (df["status"] == "ok").all() and (df["parallel_jobs"] == 2).all()
     # Each worker got cpu_count/2 threads instead of all of them.
     assert (df["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)).all()
+
+
+@pytest.mark.slow  # ~40 s on the shared 2-core machine: one torchrun start, four trainings
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two ranks need two cores")
+def test_two_ranks_agree_when_a_budget_runs_out_and_train_every_seed(tmp_path):
+    # Each rank reads its own clock; were they to stop at different steps, the rank going on
+    # would wait in DDP's all-reduce forever (the subprocess timeout would fail the test).
+    out = tmp_path / "run"
+    i = TINY.index("--steps")
+    args = TINY[:i] + TINY[i + 2:]  # the budget instead of the steps
+    done = _ganbench(["--plugins", "dcgan", "--nproc", "2", "--budget", "2s", "--seeds", "2",
+                      "--out", str(out), *args], tmp_path, tmp_path / "dump")
+    assert done.returncode == 0, done.stderr[-3000:]
+    df = pd.read_csv(out / "results.csv")
+    assert df["seed"].tolist() == [3, 4] and (df["status"] == "ok").all()
+    assert (df["budget_s"] == 2.0).all() and (df["steps"] > 1).all()
+    assert (df["train_wall_s"] >= 2.0).all()
+    for seed in (3, 4):
+        rank0, rank1 = _dumps(tmp_path / "dump", f"dcgan+bce.seed{seed}")
+        assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)

@@ -75,3 +75,61 @@ def test_generate_is_seeded_and_in_range():
     b = generate(G, 7, 4, "cpu", seed=3, batch_size=5)
     assert a.shape == (7, 1, 8, 8) and a.abs().max() <= 1
     torch.testing.assert_close(a, b)
+
+
+class FakeClock:
+    """time.perf_counter for the loop: it moves only when a D step runs (by ``tick`` s)."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TickingHinge(HingeLoss):
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+
+    def d_loss(self, inputs):
+        self.clock.now += self.clock.tick
+        return super().d_loss(inputs)
+
+
+def budget_run(monkeypatch, budget_s, steps=None, resume=None, on_checkpoint=None):
+    from ganbench.training import loop
+    from ganbench.training.loop import TrainHooks
+
+    clock = FakeClock(0.1)
+    monkeypatch.setattr(loop.time, "perf_counter", clock)
+    seed_everything(0)
+    G, D = dcgan.build(ModelRequest(8, 4))
+    images = torch.rand(40, 1, 8, 8) * 2 - 1
+    settings = TrainSettings(steps=steps, budget_s=budget_s, warmup=1, z_dim=4, g_lr=1e-3,
+                             d_lr=1e-3, betas=(0.0, 0.9), device="cpu", checkpoint_every=2)
+    return train(G, D, TickingHinge(clock), Batches(images, 8, 0), settings,
+                 TrainHooks(on_checkpoint=on_checkpoint), resume=resume)
+
+
+def test_a_budget_stops_at_the_first_step_that_reaches_it(monkeypatch):
+    # Each step takes 0.1 s on the fake clock: 0.35 s is passed after the 4th step.
+    out = budget_run(monkeypatch, budget_s=0.35)
+    assert out.status == "ok" and len(out.d_losses) == 4
+    assert out.wall_s == pytest.approx(0.4)
+    # Whichever ends first, when steps are given too.
+    assert len(budget_run(monkeypatch, budget_s=0.35, steps=2).d_losses) == 2
+    assert len(budget_run(monkeypatch, budget_s=10.0, steps=3).d_losses) == 3
+
+
+def test_a_resumed_budget_run_counts_the_time_before_the_checkpoint(monkeypatch):
+    saved = []
+    budget_run(monkeypatch, budget_s=0.55, on_checkpoint=saved.append)
+    assert [s["step"] for s in saved] == [2, 4]  # none at the last step (6): nothing to resume
+    out = budget_run(monkeypatch, budget_s=0.55, resume=saved[0])
+    assert out.resumed_from_step == 2 and len(out.d_losses) == 6  # 0.2 s + 4 x 0.1 s
+
+
+def test_train_needs_steps_or_a_budget():
+    with pytest.raises(ValueError, match="steps, budget_s or both"):
+        TrainSettings(steps=None, warmup=0, z_dim=4, g_lr=1e-3, d_lr=1e-3, betas=(0.0, 0.9),
+                      device="cpu")
