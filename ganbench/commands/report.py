@@ -61,17 +61,18 @@ def _check_reference(reference: str, df) -> None:
 
 
 def check_numbers(df, where) -> None:
-    """UserError (one line) naming the first cell of a numeric column (one the table module
+    """UserError (one line) naming the first cell of a numeric column (one the column registry
     formats as a number) that does not read as a number: a hand-edited table would otherwise
     print ``abc`` as a throughput."""
     from ganbench.errors import UserError
-    from ganbench.results.table import FORMATS, as_is, missing
+    from ganbench.results.columns import column as lookup
+    from ganbench.results.table import missing
 
-    for column in df.columns:
-        spec = FORMATS.get(column)
-        if spec is None or not spec.numeric or spec.fmt is as_is:
-            continue
-        for i, value in enumerate(df[column]):
+    for name in df.columns:
+        info = lookup(name)
+        if not info.declared or info.format in ("text", "as-is", "general"):
+            continue  # undeclared or free-form: text is allowed there
+        for i, value in enumerate(df[name]):
             if missing(value) or (isinstance(value, (int, float)) and
                                   not isinstance(value, bool)):
                 continue
@@ -79,7 +80,7 @@ def check_numbers(df, where) -> None:
                 float(value)
             except (TypeError, ValueError):
                 row = df["combo"].iloc[i] if "combo" in df else f"row {i + 1}"
-                raise UserError(f"{where}: {column} of {row} is {value!r}, not a number; was "
+                raise UserError(f"{where}: {name} of {row} is {value!r}, not a number; was "
                                 "the table edited by hand? Fix or remove that value") from None
 
 

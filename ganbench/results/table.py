@@ -42,8 +42,10 @@ def missing(value) -> bool:
         return True
     if isinstance(value, str):
         return value.strip() == "" or value.strip().lower() == "nan"
+    if type(value).__name__ == "NAType":  # pandas.NA (nullable Int64 columns): its != is NA
+        return True
     try:
-        return bool(value != value)  # NaN and pandas.NA are not equal to themselves
+        return bool(value != value)  # NaN is not equal to itself
     except (TypeError, ValueError):
         return False
 

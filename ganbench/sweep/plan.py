@@ -107,58 +107,43 @@ def check_kernel_shapes(cfg: RunConfig, combos: list[Combination], registry: Reg
                             ) from None
 
 
-# The columns a run's rows can have besides their metrics' (written by sweep.execute,
-# training.measure, scaleout and the runner; ``step_ms`` is the table's median with p10-p90).
-# tests/sweep/test_columns_planned.py checks every column of a real run against this list.
-ROW_COLUMNS = (
-    "combo", "architecture", "loss", "attention", "status", "error", "diverged_at",
-    "resumed_from_step", "steps", "batch_size", "image_size", "warmup", "z_dim", "g_lr", "d_lr",
-    "betas", "seed", "data", "digits", "n_train", "compile", "step", "memory_format",
-    "architecture_from", "loss_from", "attention_from", "cuda_graph", "capture_s",
-    "step_ms", "step_ms_median", "step_ms_p10", "step_ms_p90", "timed_steps", "img_per_s",
-    "world_size", "per_rank_batch", "ddp_backend", "sync_bn", "img_per_s_1rank",
-    "scaling_efficiency", "peak_mem_bytes", "peak_mem_delta_bytes", "mem_method",
-    "load_avg_start", "load_avg_end", "cores", "cpu_s", "cpu_per_wall", "steal_pct",
-    "d_loss_last10", "g_loss_last10", "first_step_s", "compile_s", "train_wall_s",
-    "compile_graph_breaks", "metric_n", "metric_image_size", "eval_s", "time_to_target_s",
-    "device", "device_name", "dtype", "torch_version", "triton_version", "python_version",
-    "torch_threads", "git_commit", "triton_interpret", "finished_at", "parallel_jobs",
-    "speedup_vs_textbook")
-
-
 def check_columns(columns, metric_names: list[str], registry: Registry,
                   reference=None) -> None:
-    """``--columns`` names only columns a row of this run can have (:data:`ROW_COLUMNS`, or a
-    column of one of its metrics: one the "real data" row ``reference`` has, the metric's
-    name in snake_case as a prefix, or a pattern its MetricSpec declares); UserError (one
-    line, with the closest name) otherwise. The runner calls it once the reference row is
-    computed, before any training."""
+    """``--columns`` names only columns a row of this run can have: one the column registry
+    declares (ganbench.results.columns: the core's, and the metric plugins' declarations), one
+    the "real data" row ``reference`` has (every column the metrics wrote), or one named by a
+    metric of this run (its name in snake_case as a prefix); UserError (one line, with the
+    closest name) otherwise. The sweep calls it once the reference row is computed, before any
+    training."""
     import difflib
-    import fnmatch
+
+    from ganbench.results.columns import CORE, column
 
     if not columns:
         return
-    prefixes = tuple(name.replace("-", "_") for name in metric_names)
-    patterns = [pattern for name in metric_names
-                for pattern, _ in getattr(registry.metrics[name], "directions", ())]
-    scored = set(reference or ())  # every column the metrics wrote for the real digits
+    import fnmatch
 
-    def known(column: str) -> bool:
-        return (column in ROW_COLUMNS or column in scored
-                or (bool(prefixes) and column.startswith(prefixes))
-                or any(fnmatch.fnmatchcase(column, p) for p in patterns))
+    prefixes = tuple(name.replace("-", "_") for name in metric_names)
+    patterns = [pattern for name in metric_names  # what this run's metrics declare
+                for field in ("directions", "columns")
+                for pattern, _ in getattr(registry.metrics[name], field, ())]
+    scored = set(reference or ())
+
+    def known(name: str) -> bool:
+        info = column(name)  # a metric's column counts only when that metric runs here
+        return ((info.declared and not info.quality) or name in scored
+                or (bool(prefixes) and name.startswith(prefixes))
+                or any(fnmatch.fnmatchcase(name, p) for p in patterns))
 
     unknown = [c for c in columns if not known(c)]
     if unknown:
-        choices = list(ROW_COLUMNS) + sorted(scored) + patterns
+        names = [n for n in CORE if "*" not in n] + sorted(scored - set(CORE))
         hints = []
         for name in unknown:
-            close = difflib.get_close_matches(name, choices, n=1)
+            close = difflib.get_close_matches(name, names, n=1)
             hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
-        metrics = (f"; and the columns of the metrics {', '.join(metric_names)}"
-                   if metric_names else "")
         raise UserError(f"--columns: a row of this run has no column {', '.join(hints)}; "
-                        f"it has {', '.join(ROW_COLUMNS)}{metrics}")
+                        f"see `ganbench report RUN_DIR --all-columns` for a run's columns")
 
 
 def check_reference(reference, names: list[str]) -> None:

@@ -55,7 +55,7 @@ def test_report_says_when_a_run_is_unfinished(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "dcgan+bce" in captured.out and "note" not in captured.out
     assert captured.err.strip() == (
-        f"note: this run is unfinished (1 of 2 combination(s) have a row, 1 more stopped at a "
+        f"note: this run is unfinished (1 of 2 row(s) written, 1 more stopped at a "
         f"checkpoint); continue it with: ganbench run --resume {out}")
 
 
@@ -71,12 +71,12 @@ def test_report_says_when_a_run_is_still_being_written(tmp_path, capsys):
         assert main(["report", str(out)]) == 0
         assert capsys.readouterr().err.strip() == (
             f"note: a ganbench run (pid {writer.pid}) is still writing {out}; this table has 1 "
-            "combination row(s) so far")
+            "row(s) so far")
     finally:
         writer.kill()
         writer.wait()
     assert main(["report", str(out)]) == 0  # its pid is dead now: an unfinished run
-    assert "this run is unfinished (1 of 2 combination(s) have a row)" in \
+    assert "this run is unfinished (1 of 2 row(s) written)" in \
         capsys.readouterr().err
 
 
