@@ -52,6 +52,11 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # interrupt loses at most 50 steps.
 DEFAULT_CHECKPOINT_EVERY = 50
 SEED_LIMIT = 2**62  # torch seeds are 64-bit and the runner adds small offsets to the seed
+# A worker that reports nothing for this long is stopped (its row: "stalled at step K"). Progress
+# comes every 10 steps and at each phase; the slowest the project has seen is ~70 s per 10
+# SAGAN steps on its loaded 2-core CPU (6.8 s a step), and a first compile takes minutes, so 10
+# minutes stops a hung plugin without cutting a slow real run short.
+DEFAULT_STALL_TIMEOUT_S = 600.0
 # --seeds K above this is taken for a typo rather than trained: each seed trains every
 # combination, and 1000 seeds of the default `run --plugins dcgan,sagan` (105 s on 2 cores) is
 # about 29 hours.
@@ -95,6 +100,7 @@ class RunConfig:
     sync_bn: bool = False                       # torchrun: BatchNorm -> SyncBatchNorm
     scaling: bool = False                       # torchrun: also time 1 rank, fill efficiency
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY  # steps between checkpoints; 0: none
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT_S  # s without progress before a worker stops
     world_size: int = 1                         # ranks the run trains on (set under torchrun)
     options: dict = field(default_factory=dict)  # {plugin: {key: value}} for its factory
 
@@ -127,6 +133,11 @@ class RunConfig:
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got "
                               f"{self.checkpoint_every!r}")
+        if isinstance(self.stall_timeout, bool) or not isinstance(self.stall_timeout,
+                                                                  (int, float)) \
+                or not 0 <= self.stall_timeout < float("inf"):
+            raise ConfigError(f"--stall-timeout must be a number of seconds >= 0 (0: never), "
+                              f"got {self.stall_timeout!r}")
         if self.baseline is not None and self.baseline not in BASELINES:
             raise ConfigError(f"--baseline must be one of {', '.join(BASELINES)}, got "
                               f"{self.baseline!r}")

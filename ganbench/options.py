@@ -184,7 +184,8 @@ _SIZE = (f"{config.CPU_DEFAULTS['image_size']} on CPU, {config.CUDA_DEFAULTS['im
          "CUDA")
 RESUME_GROUP = "interrupts and resume"
 # Options that say how to run rather than what to measure: the only ones --resume accepts.
-RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns")
+RESUME_OVERRIDES = ("quiet", "in_process", "jobs", "nproc", "retry_failed", "columns",
+                    "stall_timeout")
 _OVERRIDES = ", ".join("--" + dest.replace("_", "-") for dest in RESUME_OVERRIDES)
 SCALE_GROUP = "scale-out (README: Scale-out)"
 
@@ -273,6 +274,10 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("--checkpoint-every", "save each combination's training state every K steps to "
            "RUN_DIR/checkpoints/ so --resume can continue it; 0: never", type=int,
            default=_FROM_CONFIG, metavar="K", field="checkpoint_every", group=RESUME_GROUP),
+    Option("--stall-timeout", "stop a combination's worker after this long without progress "
+           "(progress comes every 10 steps and at each phase); its row says 'stalled at step "
+           "K'. 0: never; not with --in-process", type=float, metavar="SECONDS",
+           default=_FROM_CONFIG, field="stall_timeout", group=RESUME_GROUP),
     Option("--resume", "continue an interrupted run with the settings in its config.json: "
            "finished combinations keep their rows, an unfinished one continues from its last "
            f"checkpoint (only {_OVERRIDES} may be given with it; --nproc must be the run's)",

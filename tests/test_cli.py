@@ -208,6 +208,7 @@ def test_unwritable_output_path_is_one_line_exit_2(tmp_path):
 def test_fresh_run_refuses_a_folder_that_holds_results(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "results.json").write_text('{"rows": []}')
+    (out / "results.json").write_text('{"rows": []}')  # no manifest: not a ganbench run
     one_line_exit_2(["run", "--plugins", "dcgan", "--out", str(out), *tiny_run_args()],
-                    "already holds")
+                    "holds no ganbench run", "choose a new or empty folder")
+    assert (out / "results.json").read_text() == '{"rows": []}'  # left as it was

@@ -185,7 +185,8 @@ def resumed_config(run_dir: Path, given: Mapping[str, Any]) -> RunConfig:
     return dataclasses.replace(cfg, quiet=bool(given.get("quiet", False)),  # how, not what:
                                isolate=cfg.isolate and not given.get("in_process", False),
                                jobs=jobs if jobs != 1 else cfg.jobs,  # not inherited
-                               columns=columns(given.get("columns")) or cfg.columns)
+                               columns=columns(given.get("columns")) or cfg.columns,
+                               stall_timeout=given.get("stall_timeout", cfg.stall_timeout))
 
 
 def run_config(options: Mapping[str, Any], resume: Optional[Path] = None) -> RunConfig:

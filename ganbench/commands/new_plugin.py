@@ -51,12 +51,15 @@ SUMMARIES = {
     "metric": "gap between the mean fake and mean real image (template)",
     "dataset": "synthetic vertical bars (template)",
 }
+# A first try of a new plugin: a short run (the default is the full CPU budget, 600 steps,
+# ~2 minutes for dcgan+sagan on 2 quiet cores); 50 steps show that it trains and is measured.
+TRY_STEPS = 50
 TRY_IT = {
-    "loss": "ganbench run --plugins dcgan,bce,$name",
-    "attention": "ganbench run --plugins sagan,eager-attn,$name",
-    "architecture": "ganbench run --plugins dcgan,$name",
-    "metric": "ganbench run --plugins dcgan --metrics $name",
-    "dataset": "ganbench run --plugins dcgan --data $name",
+    "loss": f"ganbench run --plugins dcgan,bce,$name --steps {TRY_STEPS}",
+    "attention": f"ganbench run --plugins sagan,eager-attn,$name --steps {TRY_STEPS}",
+    "architecture": f"ganbench run --plugins dcgan,$name --steps {TRY_STEPS}",
+    "metric": f"ganbench run --plugins dcgan --metrics $name --steps {TRY_STEPS}",
+    "dataset": f"ganbench run --plugins dcgan --data $name --steps {TRY_STEPS}",
 }
 KINDS = ("loss", "attention", "architecture", "metric", "dataset")
 

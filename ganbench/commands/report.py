@@ -68,14 +68,60 @@ def _check_reference(reference: str, df) -> None:
                         f"has: {', '.join(names)}")
 
 
+def check_numbers(df, where) -> None:
+    """UserError (one line) naming the first cell of a numeric column (one the column registry
+    formats as a number) that does not read as a number: a hand-edited table would otherwise
+    print ``abc`` as a throughput."""
+    from ganbench.errors import UserError
+    from ganbench.results.columns import column as lookup
+    from ganbench.results.table import missing
+
+    for name in df.columns:
+        info = lookup(name)
+        if not info.declared or info.format in ("text", "as-is", "general"):
+            continue  # undeclared or free-form: text is allowed there
+        for i, value in enumerate(df[name]):
+            if missing(value) or (isinstance(value, (int, float)) and
+                                  not isinstance(value, bool)):
+                continue
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                row = df["combo"].iloc[i] if "combo" in df else f"row {i + 1}"
+                raise UserError(f"{where}: {name} of {row} is {value!r}, not a number; was "
+                                "the table edited by hand? Fix or remove that value") from None
+
+
+def _planned(run_dir: Path):
+    """How many rows the run in ``run_dir`` planned (its config.json's plugins, each under
+    each of its seeds), or None when that cannot be told (no config, plugins no longer
+    installed, a budget run: it may stop early by design)."""
+    try:
+        from ganbench.registry import get_registry
+        from ganbench.sweep.matrix import build_matrix
+
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+        registry = get_registry()
+        combos, _ = build_matrix(tuple(config["plugins"]), registry)
+        if config.get("baseline"):
+            from ganbench.training.textbook import baseline_combos
+
+            combos = baseline_combos(combos, registry) + combos
+        return len(combos) * max(1, len(config.get("seeds") or ()))
+    except Exception:  # a note, never a reason for report to fail
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ganbench.results.sides import is_bench_table
     from ganbench.results.store import display_columns, summary_markdown, with_display_columns
     from ganbench.api.runs import read_results
     from ganbench.errors import UserError
     from ganbench.results.table import check_columns, render, terminal_width
+    from ganbench.sweep.run_folder import unfinished_note
 
     df = read_results(args.run_dir)  # what ganbench.load(RUN_DIR).table reads
+    check_numbers(df, args.run_dir)
     bench = is_bench_table(df)
     if bench and (args.html is not None or args.format == "gab-json"):
         raise UserError("--html and --format gab-json need a run folder, not a "
@@ -104,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
         if args.columns:
             check_columns(args.columns, display_columns(df))
         print(summary_markdown(df, args.columns, width=terminal_width()))
+    if not bench and Path(args.run_dir).is_dir():  # on stderr: stdout stays the table
+        note = unfinished_note(args.run_dir, _planned(args.run_dir))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     if args.html is not None:
         from ganbench.results.html import write_html
 

@@ -80,8 +80,12 @@ def _interrupted(exc, world_size: int = 1) -> int:
 
     from ganbench.sweep.run_folder import resume_command
 
+    from ganbench.sweep.run_folder import previous_run
+
     world_size = int(os.environ.get("WORLD_SIZE", world_size))  # set on torchrun's ranks
     where = exc.run_dir
-    print(f"ganbench: interrupted by {exc.args[0]}; finished rows are in {where}; continue with: "
+    rows = [r for r in previous_run(where).rows if r.get("status") != "reference"]
+    kept = f"finished rows are in {where}" if rows else f"no row finished yet in {where}"
+    print(f"ganbench: interrupted by {exc.args[0]}; {kept}; continue with: "
           f"{resume_command(where, world_size)}", file=sys.stderr)
     return exc.exit_code

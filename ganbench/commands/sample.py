@@ -14,11 +14,18 @@ DESCRIPTION = ("Draw uint8 digits from a run's trained generator (models/COMBO.G
                "weights-only) into an .npz file, and optionally a PNG grid of the first 64.")
 
 
+# The most samples one call draws: more than MNIST's 70,000 digits, and FID-style scores use
+# 10,000 to 50,000. The .npz holds them all at once: 100,000 at 128x128 are 1.6 GB of uint8.
+MAX_SAMPLES = 100_000
+PROGRESS_FROM = 10_000  # from this many on, a line on stderr at every tenth of the work
+CHUNK = 500             # samples per forward pass (as ganbench.training.loop.generate)
+
+
 OPTIONS = (
     Option("run_dir", "a run folder made by `ganbench run`", type=Path),
     Option("--combo", "the combination, e.g. sagan+hinge+eager-attn", required=True,
            metavar="NAME"),
-    Option("--n", "how many samples", type=int, default=2000),
+    Option("--n", f"how many samples, at most {MAX_SAMPLES:,}", type=int, default=2000),
     Option("--seed", "seed of the noise", type=int, default=0),
     Option("--device", "auto (cuda if available), cpu, cuda[:N]", default="auto"),
     Option("--out", "output .npz file", type=Path, required=True, metavar="FILE"),
@@ -76,30 +83,71 @@ def load_generator(run_dir: Path, combo: str, device: str):
     return G.to(device), saved
 
 
+def draw(G, n: int, z_dim: int, device: str, seed: int, progress=None):
+    """(uint8 (n, S, S) samples, float32 first 64 in [-1, 1]): the same samples as
+    ganbench.training.loop.generate(G, n, z_dim, device, seed), converted chunk by chunk so
+    the float copy of all n never exists; ``progress(done, n)`` after each chunk."""
+    import numpy as np
+    import torch
+
+    from ganbench.results.figures import to_uint8
+
+    was_training = G.training
+    G.eval()
+    # All noise drawn at once, as generate() does (torch's CPU randn takes another path below
+    # 16 elements, so per-chunk noise would depend on the chunk size).
+    z_all = torch.randn(n, z_dim, 1, 1, generator=torch.Generator().manual_seed(seed))
+    out, first = [], None
+    with torch.no_grad():
+        for start in range(0, n, CHUNK):
+            images = G(z_all[start:start + CHUNK].to(device)).float().clamp_(-1, 1).cpu()
+            if first is None:
+                first = images[:64]
+            out.append(to_uint8(images))
+            if progress is not None:
+                progress(min(n, start + CHUNK), n)
+    G.train(was_training)
+    return np.concatenate(out), first
+
+
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
+    import time
 
     import numpy as np
 
     from ganbench.files import atomic
     from ganbench.config import resolve_device
     from ganbench.errors import UserError
-    from ganbench.results.figures import save_grid, to_uint8
-    from ganbench.training.loop import generate
+    from ganbench.results.figures import save_grid
 
     if args.n <= 0:
         raise UserError(f"--n must be a positive integer, got {args.n}")
+    if args.n > MAX_SAMPLES:
+        raise UserError(f"--n {args.n} is more than {MAX_SAMPLES:,} samples (they are held "
+                        "in memory and written as one .npz); draw several files with "
+                        "different --seed values instead")
     device = resolve_device(args.device)
     G, saved = load_generator(args.run_dir, args.combo, device)
-    images = generate(G, args.n, int(saved["z_dim"]), device, args.seed)
+    started, shown = time.monotonic(), [0]
+
+    def progress(done: int, n: int) -> None:
+        tenth = done * 10 // n
+        if n >= PROGRESS_FROM and tenth > shown[0]:
+            shown[0] = tenth
+            print(f"sample: {done}/{n} ({tenth * 10}%) in "
+                  f"{time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+    samples, first = draw(G, args.n, int(saved["z_dim"]), device, args.seed, progress)
     settings = {"run_dir": str(args.run_dir), "combo": args.combo, "n": args.n,
                 "seed": args.seed, "image_size": int(saved["image_size"]),
                 "z_dim": int(saved["z_dim"]), "range": "uint8 0..255 = [-1, 1] scaled"}
     # Atomically, through a file object: np.savez would append ".npz" to a path without it.
     with atomic.replacing(args.out) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, images=to_uint8(images), settings=json.dumps(settings))
+        np.savez_compressed(fh, images=samples, settings=json.dumps(settings))
     if args.grid:
         with atomic.replacing(args.grid) as tmp:
-            save_grid(images[:64], tmp)
+            save_grid(first, tmp)
     print(f"wrote {args.n} samples to {args.out}")
     return 0

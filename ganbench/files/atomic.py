@@ -5,7 +5,9 @@ same folder, flush, ``fsync``, then ``os.replace`` it over the target. The renam
 POSIX file systems, so a crash, a kill or a full disk at any moment leaves the old file (or no
 file), never a torn one. Temporary files are named ``.<name>.<random>.partial<suffix>`` (the
 target's suffix last, so matplotlib and torch still see the format) and are removed when a write
-fails; :func:`sweep_partials` clears those left by a process that was killed mid-write.
+fails; :func:`sweep_partials` clears those left by a process that was killed mid-write (only
+names of exactly that form, only in the folders it is given: never a file ganbench did not
+write).
 
 Every failure is a :class:`WriteError` that names the target path: "cannot write PATH: No space
 left on device".
@@ -15,13 +17,17 @@ Three ways in, for three kinds of writer:
 - :func:`write_bytes` / :func:`write_text`: the content is in memory;
 - :func:`replacing`: a context manager yielding a temporary *path* for writers that insist on a
   path (``torch.save``, ``matplotlib.figure.Figure.savefig``, ``numpy.savez``, report helpers);
-- :func:`torch_save`: ``torch.save(obj, path)`` atomically.
+- :func:`torch_save`: ``torch.save(obj, path)`` atomically (serialised in memory first: torch's
+  own file writer reports a full disk as ``RuntimeError: [enforce fail at inline_container.cc]
+  unexpected pos ...``, with no path and no errno).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import re
 import secrets
 import signal
 import threading
@@ -31,6 +37,8 @@ from typing import Iterator, Union
 from ganbench.errors import WriteError  # noqa: F401  (raised here; public as atomic.WriteError)
 
 PARTIAL_MARK = ".partial"  # in every temporary file's name; see sweep_partials
+# The whole name temp_path_for makes: "." + stem + "." + 8 hex digits + ".partial" + suffix.
+PARTIAL_NAME = re.compile(r"^\..*\.[0-9a-f]{8}\.partial(\.[^/]*)?$")
 
 
 def _read_umask() -> int:
@@ -56,7 +64,7 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (POSIX: a rename is recorded in the folder's data)."""
     with contextlib.suppress(OSError):  # some file systems refuse to open folders; not fatal
         fd = os.open(folder, os.O_RDONLY)
@@ -75,11 +83,15 @@ def replacing(path: Union[str, Path], required: bool = True) -> Iterator[Path]:
     naming ``path``; other exceptions pass through unchanged."""
     path = Path(path)
     tmp = temp_path_for(path)
+    made_folder = not path.parent.is_dir()  # removed again if nothing is written into it
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         if not tmp.exists():
             if not required:
+                if made_folder:  # e.g. no attention/ folder for a model without attention
+                    with contextlib.suppress(OSError):
+                        path.parent.rmdir()
                 return
             raise FileNotFoundError(2, f"the writer did not create {tmp.name}")
         os.chmod(tmp, FILE_MODE)
@@ -91,7 +103,7 @@ def replacing(path: Union[str, Path], required: bool = True) -> Iterator[Path]:
         if isinstance(exc, OSError) and not isinstance(exc, WriteError):
             raise WriteError(path, exc) from exc
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_bytes(path: Union[str, Path], data: bytes) -> None:
@@ -137,25 +149,40 @@ def write_group(files: dict) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)  # gone already after a successful rename
     for folder in {Path(p).parent for p in files}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
+
+
+def torch_bytes(obj) -> bytes:
+    """``torch.save(obj)`` into memory: the bytes a ``.pt`` file holds."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def torch_save(obj, path: Union[str, Path]) -> None:
-    """``torch.save(obj, path)``, atomically."""
-    import torch
+    """``torch.save(obj, path)``, atomically. Serialised in memory, then written by
+    :func:`write_bytes`, so a full disk is a :class:`WriteError` naming ``path`` (weights here
+    are a few MB: a generator at 64x64 is ~3 MB)."""
+    write_bytes(path, torch_bytes(obj))
 
-    with replacing(path) as tmp:
-        torch.save(obj, tmp)
 
-
-def sweep_partials(folder: Union[str, Path]) -> list[Path]:
-    """Remove temporary files that a killed writer left anywhere under ``folder``; returns
-    them. Only call it while holding the run folder's lock (no live writer can be mid-write)."""
+def sweep_partials(folder: Union[str, Path], subfolders=()) -> list[Path]:
+    """Remove the temporary files (:func:`temp_path_for` names, nothing else) that a killed
+    writer left in ``folder`` itself and in its ``subfolders`` (names, one level down; not
+    deeper); returns them. Only call it while holding the run folder's lock (no live writer
+    can be mid-write)."""
+    folder = Path(folder)
     removed = []
-    for p in Path(folder).rglob(f".*{PARTIAL_MARK}*"):
-        with contextlib.suppress(OSError):
-            p.unlink()
-            removed.append(p)
+    for where in [folder] + [folder / name for name in subfolders]:
+        if not where.is_dir() or where.is_symlink():
+            continue
+        for p in sorted(where.iterdir()):
+            if PARTIAL_NAME.match(p.name) and p.is_file() and not p.is_symlink():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
     return removed
 
 

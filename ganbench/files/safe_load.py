@@ -20,9 +20,9 @@ LIMIT = 160  # characters of an underlying reason to keep in the one line
 
 
 def refusal(path: Union[str, Path], what: str) -> UserError:
-    return UserError(f"{path} is not a {what}, or may be unsafe: it holds Python objects that "
-                     "ganbench's safe (weights-only) loader refuses to build; refusing to load "
-                     "it")
+    return UserError(f"{path} is not a {what}, or may be unsafe: it holds Python objects other "
+                     "than tensors and plain data, so ganbench's safe (weights-only) loader "
+                     "refused it; nothing in it ran")
 
 
 def describe(path: Union[str, Path], what: str, exc: BaseException) -> UserError:

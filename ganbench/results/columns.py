@@ -102,6 +102,13 @@ CORE: dict[str, dict] = {
     "scaling_efficiency": _c(fmt="fixed2", direction=HIGHER),
     "d_loss_last10": _c(fmt="sig3"),
     "g_loss_last10": _c(fmt="sig3"),
+    # the machine's load while the trial trained (ganbench.training.measure.LoadMonitor)
+    "load_avg_start": _c(fmt="fixed2"),
+    "load_avg_end": _c(fmt="fixed2"),
+    "cores": _c(fmt="int"),
+    "cpu_s": _c(fmt="sig3"),
+    "cpu_per_wall": _c(fmt="fixed2"),
+    "steal_pct": _c(fmt="fixed1"),
     # what the quality numbers were computed at (compare refuses across them)
     "metric_n": _c("metric n", fmt="int"),
     "metric_image_size": _c("metric px", fmt="int"),

@@ -35,9 +35,13 @@ LEAD_COLUMNS = ["combo", "architecture", "loss", "attention", "status", "steps",
 
 
 def to_frame(rows: Iterable[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(list(rows))
+    from ganbench.results.table import integer_columns
+
+    rows = list(rows)
+    df = pd.DataFrame(rows)
     if df.empty:
         return df
+    df = integer_columns(df, rows)  # steps 10, not 10.0, beside the "real data" row
     lead = [c for c in LEAD_COLUMNS if c in df.columns]
     return df[lead + [c for c in df.columns if c not in lead]]
 
@@ -218,17 +222,20 @@ def summary_markdown(df: pd.DataFrame, columns: Optional[list[str]] = None,
         if (not fits(cols) and "status" in cols
                 and set(view["status"].dropna()) <= {"ok", "reference"}):
             cols.remove("status")
-        if not fits(cols) and "step_ms" in cols:
-            cols[cols.index("step_ms")] = "step_ms_median"
         # ...then per-class shares, then the rightmost columns, each named in a note; so a
-        # plugin's metric outlives the built-in per-class detail.
+        # plugin's metric outlives the built-in per-class detail. The step time keeps its
+        # p10-p90 spread at every width (issue 22): a median alone hides a loaded machine.
         droppable = [c for c in cols if PER_CLASS.search(c)]
-    out = render(view, cols, width=width, keys=["combo"], style=style, droppable=droppable)
+    out = render(view, cols, width=width, keys=["combo", "step_ms"], style=style,
+                 droppable=droppable)
     unknown = [c for c in cols if c not in view.columns]
     if unknown:  # `run --columns` is typed before the table exists: say so, do not fail late
         out += (f"\n(no column {', '.join(unknown)} in this table; see `ganbench report RUN_DIR "
                 "--all-columns` for the names)")
-    return out
+    from ganbench.results.table import timing_note
+
+    note = timing_note(df, width)  # timings under load or with a wide spread, at every width
+    return out + ("\n" + note if note else "")
 
 
 def _several_seeds(df: pd.DataFrame) -> bool:
@@ -267,7 +274,10 @@ def seeds_markdown(df: pd.DataFrame, columns: Optional[list[str]] = None,
     if unknown:
         out += (f"\n(no column {', '.join(unknown)} in this table; see `ganbench report RUN_DIR "
                 "--all-columns` for the names)")
-    return out
+    from ganbench.results.table import timing_note
+
+    note = timing_note(df, width)  # seeds timed under load or with a wide spread
+    return out + ("\n" + note if note else "")
 
 
 def with_display_columns(df: pd.DataFrame) -> pd.DataFrame:

@@ -42,8 +42,10 @@ def missing(value) -> bool:
         return True
     if isinstance(value, str):
         return value.strip() == "" or value.strip().lower() == "nan"
+    if type(value).__name__ == "NAType":  # pandas.NA (nullable Int64 columns): its != is NA
+        return True
     try:
-        return bool(value != value)  # NaN and pandas.NA are not equal to themselves
+        return bool(value != value)  # NaN is not equal to itself
     except (TypeError, ValueError):
         return False
 
@@ -301,6 +303,92 @@ def _split(df, cols: list[str], keys: list[str], width: int, formats=None,
     if current or not parts:
         parts.append(_tabulate(*cells(df, keys + current, formats), style))
     return "\n\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------
+# Timings taken under load
+# ------------------------------------------------------------------------------------------
+# When a row's step times cannot be trusted (issue 22: on a loaded machine SAGAN came out
+# faster than DCGAN, 57 vs 41 img/s, where quiet it is 623 vs 1139, and nothing said so).
+# The spread: quiet runs on the project's 2-core VM had p90/p10 of 1.16 to 1.74 (README, CPU
+# step table); the loaded default run 3.0 to 4.5 (p10-p90 of 663-5360 ms). Above 2 the median
+# of a short run is not a stable figure.
+SPREAD_LIMIT = 2.0
+# CPU time over wall time per intra-op thread: a worker that had its cores to itself keeps
+# each thread busy almost all the time; below 0.8 it waited for a core a fifth of the time.
+CPU_SHARE_LIMIT = 0.8
+# The load average counts our own threads (one per core by default), so only a load above
+# cores + 1 says that something else wanted a core while we trained.
+LOAD_MARGIN = 1.0
+# Steal: CPU time the hypervisor gave to other virtual machines; over 5% the step times
+# include a host's other tenants.
+STEAL_LIMIT_PCT = 5.0
+
+
+def unreliable_timing(row: dict) -> list[str]:
+    """Why the step times of ``row`` (a results row) are unreliable, one short phrase each;
+    empty when nothing says so. Uses whichever columns the row has (older tables lack the
+    load columns; rows without timings give nothing)."""
+    reasons = []
+    p10, p90 = _float(row.get("step_ms_p10")), _float(row.get("step_ms_p90"))
+    if p10 and p90 and p90 / p10 > SPREAD_LIMIT:
+        reasons.append(f"p90/p10 {p90 / p10:.1f}")
+    if str(row.get("device", "cpu")).startswith("cuda"):
+        return reasons  # the host's load does not time a GPU's kernels
+    cores = _float(row.get("cores"))
+    loads = [v for v in (_float(row.get("load_avg_start")), _float(row.get("load_avg_end")))
+             if v is not None]
+    if cores and loads and max(loads) > cores + LOAD_MARGIN:
+        reasons.append(f"load {max(loads):.1f} on {cores:.0f} cores")
+    share, threads = _float(row.get("cpu_per_wall")), _float(row.get("torch_threads"))
+    if share is not None and threads and share < CPU_SHARE_LIMIT * threads:
+        reasons.append(f"CPU {share:.2f} of {threads:.0f} thread(s)")
+    steal = _float(row.get("steal_pct"))
+    if steal is not None and steal > STEAL_LIMIT_PCT:
+        reasons.append(f"steal {steal:.0f}%")
+    return reasons
+
+
+def timing_note(df, width: Optional[int] = None) -> str:
+    """A note for under a table: the rows whose timings are unreliable and why ("" if none).
+    Wrapped to ``width`` (None: one line)."""
+    if df is None or len(df) == 0:
+        return ""
+    seeds = "seed" in df and df["seed"].dropna().nunique() > 1  # several rows per combo
+    parts = []
+    for row in df.to_dict("records"):
+        reasons = unreliable_timing(row)
+        if reasons:
+            name = str(row.get("combo", "?"))
+            if seeds and not missing(row.get("seed")):
+                name += f" seed {integer(row['seed'])}"
+            parts.append(f"{name} ({', '.join(reasons)})")
+    if not parts:
+        return ""
+    note = (f"warning: timings taken under load or with a wide spread, not comparable with a "
+            f"quiet run: {'; '.join(parts)}. Limits: p90/p10 > {SPREAD_LIMIT:g}, load > cores "
+            f"+ {LOAD_MARGIN:g}, CPU < {CPU_SHARE_LIMIT:g} x threads, steal > "
+            f"{STEAL_LIMIT_PCT:g}%")
+    if width is None:
+        return note
+    import textwrap
+
+    return "\n".join(textwrap.wrap(note, width=width, break_on_hyphens=False))
+
+
+# ------------------------------------------------------------------------------------------
+# Integer columns
+# ------------------------------------------------------------------------------------------
+def integer_columns(df, rows: Sequence[dict]):
+    """df with every column whose values in ``rows`` are all Python ints (bools excepted;
+    missing allowed) as pandas' nullable Int64, so a CSV says ``steps`` 10, not 10.0, when
+    another row (the "real data" one) has no value there."""
+    for column in df.columns:
+        values = [row[column] for row in rows if row.get(column) is not None]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values) \
+                and str(df[column].dtype) != "Int64":
+            df[column] = df[column].astype("Int64")
+    return df
 
 
 def parse_columns(value: Optional[str]) -> Optional[list[str]]:

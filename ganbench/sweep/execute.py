@@ -58,6 +58,7 @@ def execute(cfg: RunConfig, trial: Trial, run_dir: Path, metric_names: list[str]
     """
     from ganbench.scaleout.distributed import OneProcess
     from ganbench.training.loop import TrainHooks, train
+    from ganbench.training.measure import LoadMonitor
 
     registry = get_registry()
     if trial.step == "textbook":  # the book's loop has no bf16, compile or graphs
@@ -90,12 +91,14 @@ def execute(cfg: RunConfig, trial: Trial, run_dir: Path, metric_names: list[str]
     settings, graph_off = _train_settings(cfg, trial, models.defaults, rep,
                                           scored=bool(metric_names),
                                           distributed=replicas is not None)
-    hooks = TrainHooks(progress=_step_reporter(cfg, report) if rep.is_rank0 else None,
+    hooks = TrainHooks(progress=_step_reporter(cfg, report, models.attend) if rep.is_rank0
+                       else None,
                        on_eval=rep.on_rank0(on_eval) if metric_names else None,
                        on_checkpoint=on_checkpoint)
+    load = LoadMonitor()  # the machine's load while this trial trains
     outcome = train(models.G_run, models.D_run, models.loss, models.batches, settings, hooks,
                     resume=resume_state)
-    measured = _measured(cfg, outcome, rep, models, graph_off)
+    measured = _measured(cfg, outcome, rep, models, graph_off, load.columns())
     sources = registry.provenance([n for n in (trial.architecture, trial.loss, trial.attention)
                                    if n])  # "built-in" or "distribution==version"
     rep.finish(models.G, models.D, trial.stem)
@@ -135,6 +138,7 @@ class _Models:
     batches: object           # this rank's batches
     memory: object            # PeakMemory, started before the models were built
     compile_s: Optional[float]
+    attend: object = None     # the checked kernel (ganbench.sweep.kernel_check), if any
 
 
 def _build(cfg: RunConfig, trial: Trial, registry, rep, fresh_process: bool,
@@ -156,7 +160,7 @@ def _build(cfg: RunConfig, trial: Trial, registry, rep, fresh_process: bool,
     if trial.attention:
         options = cfg.options.get(trial.attention, {})
         attend = checked_attend(registry.attention[trial.attention].factory(**options),
-                                trial.attention)
+                                trial.attention, device=device)
     data = load_data(cfg, registry)
     compile_s = None
     prepare = getattr(attend, "prepare", None)
@@ -176,7 +180,8 @@ def _build(cfg: RunConfig, trial: Trial, registry, rep, fresh_process: bool,
         D_run = torch.compile(D_run, mode=cfg.compile_mode)
         torch._dynamo.utils.counters.clear()
     batches = rep.batches(data.train.to(device), cfg.batch_size, trial.seed)  # this rank's share
-    return _Models(G, D, G_run, D_run, loss, data, arch.defaults, batches, memory, compile_s)
+    return _Models(G, D, G_run, D_run, loss, data, arch.defaults, batches, memory, compile_s,
+                   attend)
 
 
 def _train_settings(cfg: RunConfig, trial: Trial, defaults, rep, scored: bool,
@@ -198,21 +203,23 @@ def _train_settings(cfg: RunConfig, trial: Trial, defaults, rep, scored: bool,
     return settings, graph_off
 
 
-def _step_reporter(cfg: RunConfig, report: Report):
+def _step_reporter(cfg: RunConfig, report: Report, attend=None):
     """``progress`` hook: each step's losses to ``report``; with a budget also the share of it
-    spent (the progress bar's measure, since the number of steps is not known)."""
-    if cfg.budget_s is None:
-        return lambda step, d_loss, g_loss: report("step", step=step, d_loss=d_loss,
-                                                   g_loss=g_loss)
+    spent (the progress bar's measure, since the number of steps is not known). First, a
+    checked kernel's compiled calls are verified (NaN for finite inputs: kernel_check)."""
     t0 = time.perf_counter()  # just before train(): its clock starts a moment later
 
     def on_step(step: int, d_loss: float, g_loss: float) -> None:
-        report("step", step=step, d_loss=d_loss, g_loss=g_loss,
-               fraction=min(1.0, (time.perf_counter() - t0) / cfg.budget_s))
+        if attend is not None:
+            attend.verify()
+        extra = ({} if cfg.budget_s is None else
+                 {"fraction": min(1.0, (time.perf_counter() - t0) / cfg.budget_s)})
+        report("step", step=step, d_loss=d_loss, g_loss=g_loss, **extra)
     return on_step
 
 
-def _measured(cfg: RunConfig, outcome, rep, models: _Models, graph_off) -> Measured:
+def _measured(cfg: RunConfig, outcome, rep, models: _Models, graph_off,
+              load: Optional[dict] = None) -> Measured:
     import torch
 
     from ganbench.training.measure import summarize
@@ -222,7 +229,8 @@ def _measured(cfg: RunConfig, outcome, rep, models: _Models, graph_off) -> Measu
         breaks = int(sum(torch._dynamo.utils.counters["graph_break"].values()))
     return Measured(timing=summarize(rep.step_seconds(outcome.step_seconds), cfg.batch_size),
                     replicas=rep.columns(cfg.batch_size), memory=models.memory.read(),
-                    compile_s=models.compile_s, graph_breaks=breaks, graph_off=graph_off)
+                    compile_s=models.compile_s, graph_breaks=breaks, graph_off=graph_off,
+                    load=load or {})
 
 
 class _Scorer:

@@ -24,10 +24,12 @@ from typing import Callable, Iterable, Iterator, Protocol
 from ganbench.config import RunConfig
 from ganbench.results.store import to_frame, write_table
 from ganbench.sweep import run_folder
-from ganbench.sweep.plan import Plan, make_plan
+from ganbench.registry import get_registry
+from ganbench.sweep.plan import Plan, check_columns, make_plan
 from ganbench.sweep.progress import Progress, Silent
 from ganbench.sweep.record import record, reference_first, show_results
 from ganbench.sweep.resume import interrupts_reported, start, unfinished
+from ganbench.sweep.worker import warnings_sent
 
 
 class Strategy(Protocol):
@@ -76,8 +78,13 @@ def sweep(cfg: RunConfig, strategy: Strategy, echo=print, resume: bool = False,
           retry_failed: bool = False, force: bool = False):
     """Train every trial of ``cfg`` the ``strategy``'s way; (run folder, DataFrame) on the
     writer, (run folder, None) elsewhere. ``echo`` gets the table and the "results:" line."""
-    plan = strategy.prepare(make_plan(cfg), resume)  # the same checks in every process
-    reference = strategy.on_writer(lambda: reference_first(plan))
+    early: list[str] = []  # warnings while planning: shown once, like the workers' (progress)
+    with warnings_sent(early.append):
+        plan = strategy.prepare(make_plan(cfg), resume)  # the same checks in every process
+        reference = strategy.on_writer(lambda: reference_first(plan))
+    # --columns against what a row can hold (the reference row has the metrics' columns),
+    # before any training. The same check on every process.
+    check_columns(plan.cfg.columns, plan.metric_names, get_registry(), reference)
     notes: list[str] = []
     lock = _Lock()
 
@@ -106,6 +113,8 @@ def sweep(cfg: RunConfig, strategy: Strategy, echo=print, resume: bool = False,
             progress = Progress(len(todo), cfg.steps, quiet=cfg.quiet, done_before=len(rows))
         for note in plan.notes + notes:
             progress.note(note)
+        for text in early:
+            progress.warning(text)
 
         def work(trial) -> dict:
             progress.start(trial.stem)

@@ -107,6 +107,45 @@ def check_kernel_shapes(cfg: RunConfig, combos: list[Combination], registry: Reg
                             ) from None
 
 
+def check_columns(columns, metric_names: list[str], registry: Registry,
+                  reference=None) -> None:
+    """``--columns`` names only columns a row of this run can have: one the column registry
+    declares (ganbench.results.columns: the core's, and the metric plugins' declarations), one
+    the "real data" row ``reference`` has (every column the metrics wrote), or one named by a
+    metric of this run (its name in snake_case as a prefix); UserError (one line, with the
+    closest name) otherwise. The sweep calls it once the reference row is computed, before any
+    training."""
+    import difflib
+
+    from ganbench.results.columns import CORE, column
+
+    if not columns:
+        return
+    import fnmatch
+
+    prefixes = tuple(name.replace("-", "_") for name in metric_names)
+    patterns = [pattern for name in metric_names  # what this run's metrics declare
+                for field in ("directions", "columns")
+                for pattern, _ in getattr(registry.metrics[name], field, ())]
+    scored = set(reference or ())
+
+    def known(name: str) -> bool:
+        info = column(name)  # a metric's column counts only when that metric runs here
+        return ((info.declared and not info.quality) or name in scored
+                or (bool(prefixes) and name.startswith(prefixes))
+                or any(fnmatch.fnmatchcase(name, p) for p in patterns))
+
+    unknown = [c for c in columns if not known(c)]
+    if unknown:
+        names = [n for n in CORE if "*" not in n] + sorted(scored - set(CORE))
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, names, n=1)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        raise UserError(f"--columns: a row of this run has no column {', '.join(hints)}; "
+                        f"see `ganbench report RUN_DIR --all-columns` for a run's columns")
+
+
 def check_reference(reference, names: list[str]) -> None:
     """``--reference COMBO`` names a combination of the run (UserError naming the closest)."""
     if reference is None or reference in names:

@@ -5,11 +5,13 @@ stdout carries results only (the table and the run folder); everything here goes
 
 - In a Jupyter kernel with ipywidgets: the same bars as tqdm's notebook widgets (what
   ``tqdm.auto`` picks); in a kernel without ipywidgets, the plain lines below.
-- On a terminal: tqdm bars, one for the sweep ("combination k of n", elapsed and ETA) and one
-  per running combination (its step, phase and losses).
+- On a terminal: tqdm bars, one for the sweep ("combination k of n", elapsed and the run's
+  ETA, the only ETA shown) and one per running combination (its step and phase; its losses
+  too when the terminal has room, so the bar keeps at least :data:`MIN_BAR` characters).
 - Elsewhere (a pipe, a CI log): plain timestamped lines, at every phase change of a combination
   (starting worker, training, metrics, writing, done) and every ~10% of its steps, each with the
-  sweep's position and ETA.
+  sweep's position and ETA, and at least every :data:`HEARTBEAT_S` seconds while a combination
+  runs (a slow step can take minutes to reach the next 10%).
 - Notes and Python warnings: each distinct text once per run (workers send theirs here).
 - ``--quiet``: none of the above; the CLI still prints where the table is.
 
@@ -28,6 +30,15 @@ from datetime import datetime, timezone
 from typing import Optional, TextIO
 
 PLAIN_LINES = 10  # plain mode: a step line each time a combination passes another 10%
+HEARTBEAT_S = 30.0  # plain mode: the longest a running combination goes without a line
+MIN_BAR = 10        # terminal: the fewest characters a bar keeps (losses go first)
+LOSSES_WIDTH = 27   # " d_loss=1.047 g_loss=0.256"
+NAME_WIDTH = 30     # a combination's name in its bar is cut to this
+# The per-combination bar: no rate and no ETA of its own (the sweep's bar has the run's ETA;
+# two ETAs that disagree were confusing).
+COMBO_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}"
+OVERALL_FORMAT = "{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}"
+BUDGET_FORMAT = "{desc}: step {n_fmt}{postfix}"  # --budget: no step count to fill a bar to
 
 
 def notebook_bar_class():
@@ -66,6 +77,8 @@ class _Combo:
         self.last_tenth = 0
         self.bar = None
         self.started = time.monotonic()
+        self.last_line = self.started  # plain mode: when this combination last had a line
+        self.losses = ""
 
 
 class Progress:
@@ -78,8 +91,10 @@ class Progress:
 
     def __init__(self, total: int, steps: Optional[int], quiet: bool = False,
                  done_before: int = 0,
-                 stream: Optional[TextIO] = None, terminal: Optional[bool] = None):
+                 stream: Optional[TextIO] = None, terminal: Optional[bool] = None,
+                 width: Optional[int] = None, heartbeat_s: float = HEARTBEAT_S):
         self.stream = stream if stream is not None else sys.stderr
+        self.fixed_width = width  # None: the terminal's, read at each redraw
         self.quiet = quiet
         from tqdm import tqdm
 
@@ -98,10 +113,29 @@ class Progress:
         self.lock = threading.RLock()
         self.next_index = done_before
         self.overall = None
+        self.heartbeat_s = heartbeat_s
+        self._stop = threading.Event()
+        self._beat = None
         if self.terminal:
             self.overall = self.bar_class(total=self.total, initial=done_before,
                                           desc="combinations", unit="combo", file=self.stream,
-                                          position=0, leave=True, dynamic_ncols=True)
+                                          position=0, leave=True, bar_format=OVERALL_FORMAT,
+                                          **self._ncols())
+        elif not quiet and heartbeat_s > 0:
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True,
+                                          name="ganbench-progress-heartbeat")
+            self._beat.start()
+
+    def _ncols(self) -> dict:
+        return {"ncols": self.fixed_width} if self.fixed_width else {"dynamic_ncols": True}
+
+    def width(self) -> int:
+        """Columns of the terminal the bars are drawn on (80 when unknown)."""
+        if self.fixed_width:
+            return self.fixed_width
+        import shutil
+
+        return shutil.get_terminal_size((80, 24)).columns
 
     # -- messages shown once ------------------------------------------------------------
     def note(self, text: str) -> None:
@@ -124,9 +158,11 @@ class Progress:
             combo = _Combo(name, self.next_index, self.steps)
             self.running[name] = combo
             if self.terminal:
-                combo.bar = self.bar_class(total=self.steps, desc=name, unit="step",
-                                           file=self.stream, position=len(self.running),
-                                           leave=False, dynamic_ncols=True)
+                desc = name if len(name) <= NAME_WIDTH else name[:NAME_WIDTH - 1] + "…"
+                combo.bar = self.bar_class(
+                    total=self.steps, desc=desc, unit="step", file=self.stream,
+                    position=len(self.running), leave=False, **self._ncols(),
+                    bar_format=COMBO_FORMAT if self.steps is not None else BUDGET_FORMAT)
 
     def event(self, name: str, kind: str, **data) -> None:
         """``kind`` "phase" (data: phase) or "step" (data: step, d_loss, g_loss, and with a
@@ -140,12 +176,13 @@ class Progress:
                     return
                 combo.phase = data["phase"]
                 if combo.bar is not None:
-                    combo.bar.set_postfix_str(combo.phase, refresh=True)
+                    combo.bar.set_postfix_str(self._postfix(combo), refresh=True)
                 else:
                     self._plain(combo, combo.phase)
             elif kind == "step":
                 combo.step = int(data["step"])
                 losses = f"d_loss={data['d_loss']:.3f} g_loss={data['g_loss']:.3f}"
+                combo.losses = losses
                 if self.steps is None:
                     combo.fraction = float(data.get("fraction", 0.0))
                     tenth = int(combo.fraction * PLAIN_LINES)
@@ -155,8 +192,7 @@ class Progress:
                     tenth = combo.step * PLAIN_LINES // self.steps  # integers: no float drift
                     where = f"step {combo.step}/{self.steps} ({combo.fraction:.0%})"
                 if combo.bar is not None:
-                    budget = "" if self.steps is not None else f" {combo.fraction:.0%} of budget"
-                    combo.bar.set_postfix_str(f"{combo.phase}{budget} {losses}", refresh=False)
+                    combo.bar.set_postfix_str(self._postfix(combo), refresh=False)
                     combo.bar.update(combo.step - combo.bar.n)
                     self._refresh_overall()
                 elif tenth > combo.last_tenth:
@@ -181,6 +217,7 @@ class Progress:
                 self._write(f"{name}: {status}: {error or ''}".rstrip(": "))
 
     def close(self) -> None:
+        self._stop.set()
         with self.lock:
             for combo in self.running.values():
                 if combo.bar is not None:
@@ -201,14 +238,39 @@ class Progress:
         elapsed = time.monotonic() - self.started
         return elapsed * (work - fraction_done) / fraction_done
 
+    def _postfix(self, combo: _Combo) -> str:
+        """The phase (with a budget, its share spent), and the losses when the bar keeps
+        MIN_BAR characters with them."""
+        phase = combo.phase if self.steps is not None else \
+            f"{combo.phase} {combo.fraction:.0%} of budget"
+        fixed = len(combo.bar.desc) + len(f": 100%|| {self.steps}/{self.steps}, ") + len(phase)
+        room = self.width() - fixed - MIN_BAR
+        if combo.losses and room >= LOSSES_WIDTH:
+            return f"{phase} {combo.losses}"
+        return phase
+
     def _refresh_overall(self) -> None:
         if self.overall is not None:
             self.overall.set_postfix_str(f"ETA {_format_duration(self.eta_s())}", refresh=True)
 
     def _plain(self, combo: _Combo, text: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        combo.last_line = time.monotonic()
         self._write(f"{stamp} [{combo.index}/{self.total}] {combo.name}: {text} "
                     f"(run ETA {_format_duration(self.eta_s())})")
+
+    def _heartbeat(self) -> None:
+        """Plain mode: a line for every combination that has had none for heartbeat_s."""
+        while not self._stop.wait(min(1.0, self.heartbeat_s / 4)):
+            with self.lock:
+                now = time.monotonic()
+                for combo in list(self.running.values()):
+                    if now - combo.last_line >= self.heartbeat_s:
+                        steps = f"/{self.steps}" if self.steps is not None else ""
+                        where = (f"step {combo.step}{steps}" if combo.phase == "training"
+                                 else combo.phase)
+                        self._plain(combo, f"still {where} after "
+                                           f"{_format_duration(now - combo.started)}")
 
     def _write(self, line: str) -> None:
         if self.terminal:

@@ -60,3 +60,9 @@ def show_results(df, run_dir: Path, quiet: bool, echo, columns=None) -> None:
         echo(summary_markdown(df, list(columns) if columns else None, width=terminal_width()))
         echo("")
     echo(f"results: {run_dir}")
+    if not quiet:  # a hint, not a result: stderr, so stdout stays the table and the folder
+        import shlex
+        import sys
+
+        print(f"see it with charts and images: ganbench report {shlex.quote(str(run_dir))} "
+              "--html", file=sys.stderr)

@@ -78,7 +78,9 @@ def start(run_dir: Path, plan, *, resume: bool, retry_failed: bool, force: bool,
     """
     from ganbench.files import atomic
     from ganbench.sweep.execute import RETRYABLE_STATUSES
-    from ganbench.sweep.run_folder import clear, refuse_to_overwrite, resume_command, write_config
+    from ganbench.sweep.run_folder import (RUN_FOLDERS, clear, refuse_to_overwrite,
+                                           resume_command, run_kind, write_config,
+                                           write_manifest)
 
     cfg, trials = plan.cfg, plan.trials
     rows: list[dict] = []
@@ -92,14 +94,18 @@ def start(run_dir: Path, plan, *, resume: bool, retry_failed: bool, force: bool,
             note(f"{len(retry)} trial(s) ended crashed, oom or failed and keep their rows; "
                  f"to retrain them from their last checkpoint: "
                  f"{resume_command(run_dir, world_size)} --retry-failed")
-        verify_checkpoints(run_dir, trials, rows, cfg.seed)  # a damaged one fails now
+        for text in verify_checkpoints(run_dir, trials, rows, cfg.seed):  # damaged: fails now
+            note(text)
+        if run_kind(run_dir) != "manifest":  # a run made before the manifest existed
+            write_manifest(run_dir)
     else:
         if force:
             clear(run_dir)
         else:
             refuse_to_overwrite(run_dir, [trial.key for trial in trials], cfg.seed)
+        write_manifest(run_dir)  # first: from now on the folder is recognisably a run
         write_config(run_dir, {**cfg.to_dict(), "provenance": plugins_provenance(plan)})
-    atomic.sweep_partials(run_dir)
+    atomic.sweep_partials(run_dir, RUN_FOLDERS)
     return rows
 
 
@@ -118,6 +124,8 @@ def load_run_config(run_dir: Path) -> RunConfig:
     """The RunConfig saved in RUN_DIR/config.json, with ``out`` set to ``run_dir``.
 
     UserError (one line, naming the file) if the folder or file is missing or unreadable."""
+    from ganbench.sweep.run_folder import MANIFEST, run_kind
+
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
     if not run_dir.is_dir():
@@ -125,6 +133,9 @@ def load_run_config(run_dir: Path) -> RunConfig:
     if not path.is_file():
         raise UserError(f"--resume {run_dir}: no config.json there; is it a folder made by "
                         "`ganbench run`?")
+    if run_kind(run_dir) is None:
+        raise UserError(f"--resume {run_dir}: not a ganbench run folder (no {MANIFEST}, and "
+                        "its config.json lacks ganbench's settings)")
     try:
         saved = json.loads(path.read_text())
         return dataclasses.replace(RunConfig.from_dict(saved), out=run_dir)
@@ -151,16 +162,21 @@ def finished_rows(run_dir: Path, trials: list, default_seed: int) -> list[dict]:
 
 
 def verify_checkpoints(run_dir: Path, trials: list, rows: list[dict],
-                       default_seed: int) -> None:
-    """Load every checkpoint an unfinished trial would resume from (CheckpointError if one is
-    damaged), so the user hears about it before any training starts."""
-    from ganbench.training.checkpoint import checkpoint_path, load_checkpoint
+                       default_seed: int) -> list[str]:
+    """Load every checkpoint an unfinished trial would resume from, so the user hears about a
+    damaged one before any training starts. A damaged or missing newest checkpoint with a
+    good previous one is replaced by that one (returned: a note per such case);
+    CheckpointError when neither can be used."""
+    from ganbench.training.checkpoint import checkpoint_path, keep_only_good
 
     finished = {row_key(row, default_seed) for row in rows}
+    notes = []
     for trial in trials:
-        path = checkpoint_path(run_dir, trial.stem)
-        if trial.key not in finished and path.exists():
-            load_checkpoint(path)
+        if trial.key not in finished:
+            text = keep_only_good(checkpoint_path(run_dir, trial.stem))
+            if text:
+                notes.append(text)
+    return notes
 
 
 def discard_checkpoint_of(run_dir: Path, trial) -> None:

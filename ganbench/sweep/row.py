@@ -28,6 +28,7 @@ class Measured:
     compile_s: Optional[float] = None      # the kernel's ahead-of-time compile
     graph_breaks: Optional[int] = None     # torch.compile's graph breaks (--compile only)
     graph_off: Optional[str] = None        # --cuda-graph: why a graph could not run
+    load: dict = field(default_factory=dict)  # LoadMonitor.columns(): the machine's load
 
 
 @dataclass
@@ -71,6 +72,7 @@ def build_row(trial, cfg: RunConfig, defaults, data, outcome, sources: dict,
     row.update(measured.timing)
     row.update(measured.replicas)
     row.update(measured.memory)
+    row.update(measured.load)
     row["d_loss_last10"] = _mean(outcome.d_losses[-LAST_N:])
     row["g_loss_last10"] = _mean(outcome.g_losses[-LAST_N:])
     row["first_step_s"] = outcome.first_step_s

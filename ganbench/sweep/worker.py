@@ -8,6 +8,13 @@ The worker is tied to its parent's life (:func:`tie_to_parent`): it is killed wh
 dies, however the parent dies, so an orphan can never train on beside a resumed run. Its
 checkpoint stays on disk when it crashes or is killed, for ``--resume --retry-failed``.
 
+The worker starts its own session (``setsid``), so it and anything a plugin starts from it
+(``os.fork``, ``subprocess``) form one process group, and when the combination ends, however
+it ends, the parent kills that group (:func:`end_group`): no process outlives its combination.
+A worker that reports no progress for ``--stall-timeout`` seconds (a plugin that hangs) is
+stopped the same way; its row is ``failed`` with "stalled at step K". (With ``--in-process``
+there is no worker to stop, and no stall timeout.)
+
 Messages from worker to parent, over one multiprocessing queue:
 
 - ``("event", kind, data)``: progress (see :mod:`ganbench.sweep.progress`);
@@ -88,6 +95,8 @@ def _worker(cfg_dict: dict, trial, run_dir: str, metric_names: list[str], queue,
             resume: bool = False, parent_pid: Optional[int] = None) -> None:
     """The spawned process: train, then send ("ok", row), ("interrupted",) or
     (status, one-line error, traceback)."""
+    with contextlib.suppress(OSError):  # a group of its own: see end_group
+        os.setsid()
     if parent_pid is not None:
         tie_to_parent(parent_pid)
     cfg = RunConfig.from_dict(cfg_dict)
@@ -141,13 +150,24 @@ def run_one(cfg: RunConfig, trial, run_dir: Path, metric_names: list[str],
                        daemon=True)
     proc.start()
     try:
-        message = _wait(proc, queue, report, warn)
+        message = _wait(proc, queue, report, warn, cfg.stall_timeout)
+        if message is not None and message[0] == "stalled":
+            stop(proc)
         proc.join()
     except BaseException:
         stop(proc)
         raise
+    finally:
+        left = end_group(proc.pid)
+        if left:
+            warn(f"{trial.stem}: its worker left {left} process(es) running (a plugin that "
+                 "forks or starts programs?); they were killed")
     if message is None:
         return {**base, "status": "crashed", "error": describe_exit(proc.exitcode)}
+    if message[0] == "stalled":
+        error = stalled_error(*message[1:])
+        log_failure(run_dir, trial.stem, error + "\n")
+        return {**base, "status": "failed", "error": error}
     if message[0] == "ok":
         return message[1]
     if message[0] == "interrupted":
@@ -156,20 +176,40 @@ def run_one(cfg: RunConfig, trial, run_dir: Path, metric_names: list[str],
     return {**base, "status": message[0], "error": message[1]}
 
 
-def _wait(proc, queue, report: Callable, warn: Callable) -> Optional[tuple]:
-    """Pass on events and warnings until the worker's final message; None if it died first."""
+def stalled_error(step: int, phase: str, seconds: float) -> str:
+    """The row's error for a worker stopped by --stall-timeout."""
+    where = f"at step {step}" if phase == "training" else f"at step {step} ({phase})"
+    return (f"stalled {where}: no progress for {seconds:g} s (--stall-timeout {seconds:g}); "
+            "the worker was stopped")
+
+
+def _wait(proc, queue, report: Callable, warn: Callable,
+          stall_timeout: float = 0) -> Optional[tuple]:
+    """Pass on events and warnings until the worker's final message; None if it died first;
+    ``("stalled", step, phase, stall_timeout)`` when nothing came for ``stall_timeout``
+    seconds (0: wait for ever). The step is the last one the worker reported."""
+    step, phase = 0, "starting worker"
+    last = time.monotonic()
+    poll = 1.0 if not stall_timeout else min(1.0, stall_timeout / 4)
     while True:
         try:
-            message = queue.get(timeout=1.0)
+            message = queue.get(timeout=poll)
         except queue_module.Empty:
             if proc.is_alive():
+                if stall_timeout and time.monotonic() - last > stall_timeout:
+                    return ("stalled", step, phase, stall_timeout)
                 continue
             # It may have sent its row just before exiting: read what is left.
             message = _get_nowait(queue)
             while message is not None and message[0] in ("event", "warning"):
                 message = _get_nowait(queue)
             return message
+        last = time.monotonic()
         if message[0] == "event":
+            if message[1] == "step":
+                step = int(message[2].get("step", step))
+            elif message[1] == "phase":
+                phase = str(message[2].get("phase", phase))
             report(message[1], **message[2])
         elif message[0] == "warning":
             warn(message[1])
@@ -191,6 +231,29 @@ def stop(proc) -> None:
     if proc.is_alive():
         proc.kill()
         proc.join()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live processes in process group ``pgid`` (Linux /proc; [] elsewhere)."""
+    members = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+            if int(fields[2]) == pgid and fields[0] != "Z":  # pgrp, not a zombie
+                members.append(int(entry.name))
+    return members
+
+
+def end_group(pgid: int) -> int:
+    """Kill every process left in the worker's process group (the worker's pid is its
+    id: it called setsid). Returns how many were found. Never this process's own group."""
+    if pgid == os.getpgrp():  # the worker could not make a group of its own
+        return 0
+    left = len(group_members(pgid))
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    return left
 
 
 def describe_exit(code: Optional[int]) -> str:

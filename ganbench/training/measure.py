@@ -116,6 +116,68 @@ class PeakMemory:
                 "mem_method": method}
 
 
+def _loadavg() -> Optional[float]:
+    """The 1-minute load average (runnable and waiting threads, ours included), or None."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return None
+
+
+def _cpu_jiffies() -> Optional[tuple[int, int]]:
+    """(steal, total) jiffies of all CPUs since boot from /proc/stat (Linux), else None.
+    Steal: time this virtual machine's CPUs wanted to run but the hypervisor ran another
+    guest (field 8 of the "cpu" line, proc(5))."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    values = [int(v) for v in fields[1:]]
+    # guest and guest_nice (fields 9-10) are already counted in user and nice: leave them out
+    return values[7], sum(values[:8])
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class LoadMonitor:
+    """How busy the machine was while a combination trained, for the row (issue 22: a run on
+    a loaded machine showed SAGAN faster than DCGAN and nothing said so).
+
+    Columns: ``load_avg_start`` / ``load_avg_end`` (1-minute load average; our own threads
+    count in it), ``cores`` (usable), ``cpu_s`` (this process's CPU time, all threads) and
+    ``cpu_per_wall`` (cpu_s over the wall time: about ``torch_threads`` when the worker had
+    its cores to itself, less when it waited for them), ``steal_pct`` (share of all CPUs'
+    time the hypervisor gave to other guests, from /proc/stat; None where not available).
+    Read :meth:`columns` once, after training.
+    """
+
+    def __init__(self):
+        self.load_start = _loadavg()
+        self.jiffies = _cpu_jiffies()
+        self.cpu0 = time.process_time()
+        self.wall0 = time.perf_counter()
+
+    def columns(self) -> dict:
+        wall = time.perf_counter() - self.wall0
+        cpu = time.process_time() - self.cpu0
+        steal = None
+        now = _cpu_jiffies()
+        if self.jiffies is not None and now is not None and now[1] > self.jiffies[1]:
+            steal = 100.0 * (now[0] - self.jiffies[0]) / (now[1] - self.jiffies[1])
+        return {"load_avg_start": self.load_start, "load_avg_end": _loadavg(),
+                "cores": usable_cores(), "cpu_s": cpu,
+                "cpu_per_wall": cpu / wall if wall > 0 else None, "steal_pct": steal}
+
+
 def _version(dist: str) -> Optional[str]:
     try:
         return metadata.version(dist)

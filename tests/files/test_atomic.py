@@ -94,8 +94,68 @@ def test_sweep_partials_removes_what_a_killed_writer_left(tmp_path):
     keep.write_bytes(b"x")
     left = atomic.temp_path_for(keep)
     left.write_bytes(b"half")
-    assert atomic.sweep_partials(tmp_path) == [left]
+    assert atomic.sweep_partials(tmp_path, ["models"]) == [left]
     assert names(keep.parent) == ["x.G.pt"]
+
+
+def test_sweep_partials_touches_only_its_own_names_at_the_given_depth(tmp_path):
+    """Issue 22: files ganbench never wrote survive, whatever their name, and nothing below
+    the named folders is visited."""
+    own = atomic.temp_path_for(tmp_path / "results.csv")
+    own.write_bytes(b"half")
+    theirs = [tmp_path / ".notes.partial.txt",            # no 8-hex token: not ours
+              tmp_path / ".cfg.ABCDEF12.partial.json",    # upper case: not token_hex's
+              tmp_path / "x.0123abcd.partial.pt"]         # no leading dot
+    deep = tmp_path / "models" / "sub"
+    deep.mkdir(parents=True)
+    deeper = atomic.temp_path_for(deep / "y.pt")          # ours by name, but too deep
+    for path in theirs + [deeper]:
+        path.write_bytes(b"keep")
+    assert atomic.sweep_partials(tmp_path, ["models", "missing"]) == [own]
+    assert all(path.read_bytes() == b"keep" for path in theirs + [deeper])
+
+
+def test_torch_save_on_a_full_file_system_names_the_path(tmp_path):
+    """Issue 22, item 3: torch's own writer turns a failed write into 'RuntimeError: [enforce
+    fail at inline_container.cc] unexpected pos'; ours is the WriteError naming the file.
+    RLIMIT_FSIZE makes the kernel refuse the write (EFBIG) as a full disk refuses it (ENOSPC):
+    the same failed write(2), in a child process so the limit binds nothing else."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "models" / "c.G.pt"
+    script = f"""
+import resource, signal, torch
+from ganbench.files import atomic
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+obj = {{"w": torch.zeros(100_000)}}
+try:
+    torch.save(obj, {str(tmp_path / "raw.pt")!r})
+except Exception as exc:
+    print("torch:", type(exc).__name__, str(exc).splitlines()[0])
+try:
+    atomic.torch_save(obj, {str(target)!r})
+except atomic.WriteError as exc:
+    print("ours:", exc)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("torch: RuntimeError [enforce fail at inline_container.cc"), \
+        out.stdout + out.stderr  # the failure this guards against, still torch's behaviour
+    assert lines[1] == f"ours: cannot write {target}: File too large", out.stdout + out.stderr
+    assert names(target.parent) == []  # no truncated file, no temporary left
+
+
+def test_an_optional_write_that_writes_nothing_leaves_no_new_folder(tmp_path):
+    with atomic.replacing(tmp_path / "attention" / "dcgan.png", required=False):
+        pass  # a model without attention layers draws nothing
+    assert not (tmp_path / "attention").exists()
+    (tmp_path / "kept").mkdir()
+    with atomic.replacing(tmp_path / "kept" / "x.png", required=False):
+        pass
+    assert (tmp_path / "kept").is_dir()  # a folder that was there stays
 
 
 def test_torch_save_round_trip(tmp_path):

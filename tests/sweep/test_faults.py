@@ -337,7 +337,7 @@ def test_resume_with_a_damaged_checkpoint_is_one_line_exit_2(tmp_path, capsys):
     path.write_bytes(path.read_bytes()[:-10])  # truncated, as by a full disk
     assert main(["run", "--resume", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and str(path) in err[0] and "damaged or altered" in err[0]
+    assert len(err) == 1 and str(path) in err[0] and "is truncated" in err[0]
     assert not (out / "results.json").exists()
 
 
@@ -401,33 +401,8 @@ def test_resumed_training_matches_an_uninterrupted_one(tmp_path):
     assert len(resumed.step_seconds) == 5 + 2  # steps 2-6 timed, then 8-9 after a new warm-up
 
 
-def test_checkpoint_round_trip_and_file_format(tmp_path):
-    path = tmp_path / "ck" / "a+b.pt"
-    save_checkpoint(path, {"step": 5, "w": torch.arange(4.0), "note": "x"})
-    state = load_checkpoint(path)
-    assert state["step"] == 5 and torch.equal(state["w"], torch.arange(4.0))
-    digest, name = (tmp_path / "ck" / "a+b.pt.sha256").read_text().split()
-    assert name == "a+b.pt" and len(digest) == 64  # `sha256sum -c` format
-    assert sorted(p.name for p in path.parent.iterdir()) == ["a+b.pt", "a+b.pt.sha256"]
-
-
-@pytest.mark.parametrize("damage, fragment", [
-    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "damaged or altered"),
-    (lambda p: p.write_bytes(flip_byte(p.read_bytes(), 300)), "damaged or altered"),
-    (lambda p: p.with_name(p.name + ".sha256").unlink(), "no a.pt.sha256 checksum"),
-])
-def test_damaged_checkpoint_is_a_one_line_error_naming_the_file(tmp_path, damage, fragment):
-    path = tmp_path / "a.pt"
-    save_checkpoint(path, {"step": 1, "w": torch.ones(100)})
-    damage(path)
-    with pytest.raises(CheckpointError) as info:
-        load_checkpoint(path)
-    message = str(info.value)
-    assert str(path) in message and fragment in message and "\n" not in message
-
-
-def flip_byte(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+# The file format, damage, fall-back and the death of a writer mid-save: in
+# tests/training/test_checkpoint.py.
 
 
 class NotAllowed:
@@ -441,7 +416,7 @@ def test_checkpoint_with_code_is_refused_even_with_a_valid_checksum(tmp_path):
     torch.save({"step": 1, "payload": NotAllowed()}, path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     (tmp_path / "evil.pt.sha256").write_text(f"{digest}  evil.pt\n")
-    with pytest.raises(CheckpointError, match="cannot be loaded safely") as info:
+    with pytest.raises(CheckpointError, match="was refused.*nothing in it ran") as info:
         load_checkpoint(path)
     assert "\n" not in str(info.value)
 
@@ -458,7 +433,7 @@ def test_crash_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, monkey
         save_checkpoint(path, {"step": 2, "w": torch.ones(3)})
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "a.pt.sha256"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -881,6 +856,7 @@ def test_off_a_terminal_stdout_has_only_results_and_stderr_the_rest_once(fault_e
     assert "dcgan+warn-loss" in res.stdout and "sagan+warn-loss+eager-attn" in res.stdout
 
     err = res.stderr.strip().splitlines()
+    assert err.pop() == f"see it with charts and images: ganbench report {out} --html"
     warned = [line for line in err if "faultplug: injected warning" in line]
     assert len(warned) == 1 and warned[0].startswith("warning: UserWarning: "), err
     notes = [line for line in err if line.startswith("note: ")]

@@ -61,3 +61,98 @@ def test_a_block_returning_nan_fails_in_one_line():
     wrapped = checked_attend(Kernel(block_out=lambda x: x * float("nan")), "nan-block")
     with pytest.raises(KernelContractError, match="attention block of nan-block returned NaN"):
         wrapped.block(torch.randn(1, 2, 2, 2))
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 22, item 5: every call is checked, not only the first
+# ------------------------------------------------------------------------------------------
+class Turns:
+    """Correct for ``good`` calls, then ``bad(o)`` from the next call on."""
+
+    def __init__(self, bad, good=1):
+        self.bad, self.good, self.calls = bad, good, 0
+
+    def __call__(self, q, k, v):
+        self.calls += 1
+        o = attend_reference(q, k, v)
+        return o if self.calls <= self.good else self.bad(o)
+
+
+def transposed(o):
+    return o.transpose(1, 2).contiguous()  # (B, Dv, N)
+
+
+def test_a_kernel_that_turns_to_the_wrong_shape_on_its_second_call_is_caught_there():
+    wrapped = checked_attend(Turns(transposed), "turncoat")
+    wrapped(*qkv())
+    with pytest.raises(KernelContractError, match=r"turncoat returned shape \(2, 4, 5\); the "
+                                                  r"contract is \(B, N, Dv\) = \(2, 5, 4\)"):
+        wrapped(*qkv())
+
+
+def test_a_wrong_dtype_on_a_later_call_is_caught_on_that_call():
+    wrapped = checked_attend(Turns(lambda o: o.double(), good=4), "drifter")
+    for _ in range(4):
+        wrapped(*qkv())
+    with pytest.raises(KernelContractError, match="drifter returned dtype torch.float64"):
+        wrapped(*qkv())
+
+
+def test_nan_from_a_later_call_is_caught_at_the_next_periodic_check():
+    from ganbench.sweep.kernel_check import FINITE_EVERY
+
+    wrapped = checked_attend(Turns(lambda o: o * float("nan")), "nanny")
+    for _ in range(FINITE_EVERY - 1):  # calls 1..15: the first is checked and fine
+        wrapped(*qkv())
+    with pytest.raises(KernelContractError, match="nanny returned NaN or inf for finite"):
+        wrapped(*qkv())  # call 16
+
+
+def test_a_later_block_of_the_wrong_shape_is_caught_on_that_call():
+    wrapped = checked_attend(Kernel(), "blocky")
+    x = torch.randn(2, 8, 4, 4)
+    wrapped.block(x)
+    wrapped._attend.block_out = lambda x: x.flatten(2)
+    with pytest.raises(KernelContractError, match="attention block of blocky returned"):
+        wrapped.block(x)
+
+
+class Model(torch.nn.Module):
+    def __init__(self, attend):
+        super().__init__()
+        self.attend, self.lin = attend, torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        q = self.lin(x)
+        return self.attend(q, q, q).sum()
+
+
+@pytest.mark.slow  # ~15 s of torch.compile on the shared 2-core machine
+def test_under_compile_shape_is_checked_on_retrace_and_nan_by_verify():
+    x = torch.randn(2, 5, 4)
+
+    fine = checked_attend(attend_reference, "fine", device="cpu")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    model = torch.compile(Model(fine))
+    for _ in range(3):
+        model(x).backward()
+    fine.verify()  # nothing to report
+    assert not torch._dynamo.utils.counters["graph_break"]  # the checks break no graph
+
+    turncoat = checked_attend(Turns(transposed), "turncoat", device="cpu")
+    torch._dynamo.reset()
+    model = torch.compile(Model(turncoat))
+    model(x).backward()
+    with pytest.raises(KernelContractError, match="turncoat returned shape"):
+        model(x)  # the kernel's state changed: traced again, checked again
+
+    nanny = checked_attend(Turns(lambda o: o * float("nan"), good=0), "nanny", device="cpu")
+    torch._dynamo.reset()
+    model = torch.compile(Model(nanny))
+    model(x).backward()  # no sync inside the graph: the flag is read by verify()
+    with pytest.raises(KernelContractError, match="nanny returned NaN or inf for finite "
+                                                  r"inputs \(found in a compiled call\)"):
+        nanny.verify()
+    nanny.verify()  # reported once, then cleared
+    torch._dynamo.reset()
