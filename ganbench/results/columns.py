@@ -108,6 +108,7 @@ CORE: dict[str, dict] = {
     "cores": _c(fmt="int"),
     "cpu_s": _c(fmt="sig3"),
     "cpu_per_wall": _c(fmt="fixed2"),
+    "cpu_wait_share": _c(fmt="fixed3"),
     "steal_pct": _c(fmt="fixed1"),
     # what the quality numbers were computed at (compare refuses across them)
     "metric_n": _c("metric n", fmt="int"),

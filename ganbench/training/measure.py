@@ -140,6 +140,28 @@ def _cpu_jiffies() -> Optional[tuple[int, int]]:
     return values[7], sum(values[:8])
 
 
+def _run_queue() -> Optional[tuple[float, float]]:
+    """(seconds on a CPU, seconds runnable but waiting for one), summed over this process's
+    threads, from /proc/self/task/*/schedstat (Linux, schedstats; sched-stats.rst), else None.
+    The wait is the direct measure of contention: a thread that waits was ready to run and
+    another process had its core."""
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return None
+    on_cpu = waiting = 0
+    found = False
+    for task in tasks:
+        try:
+            fields = (task / "schedstat").read_text().split()
+            on_cpu += int(fields[0])
+            waiting += int(fields[1])
+            found = True
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return (on_cpu / 1e9, waiting / 1e9) if found else None
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask, not the machine's count)."""
     try:
@@ -163,19 +185,25 @@ class LoadMonitor:
     def __init__(self):
         self.load_start = _loadavg()
         self.jiffies = _cpu_jiffies()
+        self.queue = _run_queue()
         self.cpu0 = time.process_time()
         self.wall0 = time.perf_counter()
 
     def columns(self) -> dict:
         wall = time.perf_counter() - self.wall0
         cpu = time.process_time() - self.cpu0
-        steal = None
+        steal = wait = None
         now = _cpu_jiffies()
         if self.jiffies is not None and now is not None and now[1] > self.jiffies[1]:
             steal = 100.0 * (now[0] - self.jiffies[0]) / (now[1] - self.jiffies[1])
+        queue = _run_queue()
+        if self.queue is not None and queue is not None:
+            ran, waited = queue[0] - self.queue[0], queue[1] - self.queue[1]
+            wait = waited / (ran + waited) if ran + waited > 0 else None
         return {"load_avg_start": self.load_start, "load_avg_end": _loadavg(),
                 "cores": usable_cores(), "cpu_s": cpu,
-                "cpu_per_wall": cpu / wall if wall > 0 else None, "steal_pct": steal}
+                "cpu_per_wall": cpu / wall if wall > 0 else None,
+                "cpu_wait_share": wait, "steal_pct": steal}
 
 
 def _version(dist: str) -> Optional[str]:

@@ -13,12 +13,12 @@ from ganbench.results.table import integer_columns, timing_note, unreliable_timi
 
 QUIET = {"combo": "dcgan+bce", "status": "ok", "device": "cpu", "img_per_s": 1139.0,
          "step_ms_median": 56.2, "step_ms_p10": 53.0, "step_ms_p90": 61.0, "cores": 2,
-         "load_avg_start": 1.9, "load_avg_end": 2.1, "torch_threads": 2, "cpu_per_wall": 1.93,
-         "steal_pct": 0.0, "steps": 30, "seed": 0}
+         "load_avg_start": 1.9, "load_avg_end": 2.1, "torch_threads": 2, "cpu_per_wall": 1.69,
+         "cpu_wait_share": 0.004, "steal_pct": 0.0, "steps": 30, "seed": 0}
 # The default run of issue 22 on the loaded machine: SAGAN "faster" than DCGAN.
 LOADED = {**QUIET, "combo": "sagan+hinge+eager-attn", "step_ms_median": 1120.0,
           "step_ms_p10": 663.0, "step_ms_p90": 5360.0, "load_avg_start": 10.4,
-          "load_avg_end": 11.3, "cpu_per_wall": 0.61, "steal_pct": 7.5}
+          "load_avg_end": 11.3, "cpu_per_wall": 0.61, "cpu_wait_share": 0.666, "steal_pct": 7.5}
 REFERENCE = {"combo": "real data", "status": "reference", "fid_digits": 3.2}
 
 
@@ -28,10 +28,11 @@ REFERENCE = {"combo": "real data", "status": "reference", "fid_digits": 3.2}
     ({"step_ms_p10": 31.0, "step_ms_p90": 62.0}, None),           # exactly 2: not over
     ({"load_avg_end": 3.1}, "load 3.1 on 2 cores"),
     ({"load_avg_end": 3.0}, None),                   # cores + 1: our own threads and one more
-    ({"cpu_per_wall": 1.59}, "CPU 1.59 of 2 thread(s)"),
-    ({"cpu_per_wall": 1.6}, None),                   # 0.8 x 2 threads
+    ({"cpu_wait_share": 0.11}, "waited for a core 11% of the time"),
+    ({"cpu_wait_share": 0.10}, None),                # the limit itself is not over it
+    ({"cpu_per_wall": 0.5}, None),                   # recorded, but no rule (see table.py)
     ({"steal_pct": 5.5}, "steal 6%"),
-    ({"device": "cuda", "load_avg_end": 30.0, "cpu_per_wall": 0.1}, None),  # host load
+    ({"device": "cuda", "load_avg_end": 30.0, "cpu_wait_share": 0.9}, None),  # host load
 ])
 def test_the_rule_and_its_limits(change, reason):
     reasons = unreliable_timing({**QUIET, **change})
@@ -40,8 +41,8 @@ def test_the_rule_and_its_limits(change, reason):
 
 def test_a_loaded_row_names_every_reason_and_an_old_table_only_its_spread():
     assert unreliable_timing(LOADED) == ["p90/p10 8.1", "load 11.3 on 2 cores",
-                                         "CPU 0.61 of 2 thread(s)", "steal 8%"]
-    old = {k: v for k, v in LOADED.items() if k not in ("cores", "cpu_per_wall", "steal_pct",
+                                         "waited for a core 67% of the time", "steal 8%"]
+    old = {k: v for k, v in LOADED.items() if k not in ("cores", "cpu_wait_share", "steal_pct",
                                                          "load_avg_start", "load_avg_end")}
     assert unreliable_timing(old) == ["p90/p10 8.1"]
     assert unreliable_timing(REFERENCE) == []

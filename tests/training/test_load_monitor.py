@@ -45,3 +45,22 @@ def test_proc_stat_is_read_as_proc5_documents(monkeypatch, tmp_path):
     monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(
         fake if path == "/proc/stat" else path, *a, **k))
     assert measure._cpu_jiffies() == (32, 100 + 5 + 50 + 800 + 10 + 1 + 2 + 32)
+
+
+def test_the_wait_share_is_waiting_over_runnable_time(monkeypatch):
+    readings = iter([(10.0, 1.0), (16.0, 3.0)])  # (on a CPU, waiting) s: ran 6, waited 2
+    monkeypatch.setattr(measure, "_run_queue", lambda: next(readings))
+    assert measure.LoadMonitor().columns()["cpu_wait_share"] == 2 / (6 + 2)
+
+
+def test_schedstat_is_read_and_the_share_is_a_fraction():
+    if measure._run_queue() is None:
+        import pytest
+
+        pytest.skip("no /proc/self/task/*/schedstat here")
+    monitor = measure.LoadMonitor()
+    end = time.perf_counter() + 0.3
+    while time.perf_counter() < end:
+        pass
+    share = monitor.columns()["cpu_wait_share"]
+    assert share is not None and 0 <= share <= 1  # how much depends on the machine's load
