@@ -404,7 +404,7 @@ def test_run_and_load_round_trip_the_cli_table(twin_runs):
     assert run.samples["dcgan+bce"].size == (274, 274)  # 8 tiles of 32 px + 9 gaps of 2
     comparison = run.compare(cli_dir)
     verdicts = comparison.table.set_index("metric")["verdict"]
-    assert verdicts["fid_digits"] == "same" and verdicts["is_digits"] == "same"
+    assert verdicts["fid_digits"] == "unchanged" and verdicts["is_digits"] == "unchanged"
     page = run._repr_html_()
     assert "fid_digits" in page and "dcgan+bce" in page and "data:image/png" in page
 
