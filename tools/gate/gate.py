@@ -60,8 +60,18 @@ QUALITY = dict(steps=200, batch_size=32, eval_n=500)
 QUALITY_FID_TOLERANCE = 0.25   # new fid_digits may be at most 25% above old (see README)
 
 
-def limit_for(name: str) -> float:
-    return LIMITS[name.split(" ", 1)[0]]
+# A Triton kernel timed under TRITON_INTERPRET=1 (no GPU) runs in Triton's Python emulator:
+# its time is the emulator's, where each call of a @triton.jit helper costs a Python call,
+# while a GPU build inlines the helpers. Issue 19's split of triton_attn.py into shared tile
+# helpers measured +20-25% here (attn triton-attn 1.245 [1.194, 1.310], triton-block 1.196
+# [1.152, 1.223], loaded 2-core VM) with the same loads, stores and dots. So emulated timings
+# are shown with their interval but never gated; the kernels' correctness stays gated by
+# tests/kernels, and their speed only a GPU can judge (scripts/gpu_check.sh).
+EMULATED = "not gated: Triton emulator time"
+
+
+def limit_for(name: str, emulated: bool = False) -> Optional[float]:
+    return None if emulated else LIMITS[name.split(" ", 1)[0]]
 
 
 # ------------------------------------------------------------------------------------------
@@ -240,6 +250,7 @@ def timing_check(old_tree: Path, new_tree: Path, rounds: int, sessions: int, log
     calls: dict[str, int] = {}
     rows: dict[str, gatestats.Comparison] = {}
     excluded: dict[str, str] = {}
+    emulated: set[str] = set()
     per_session = [rounds // sessions + (i < rounds % sessions) for i in range(sessions)]
     for s, n_rounds in enumerate(per_session):
         if workers is not None and s == 0:
@@ -256,6 +267,7 @@ def timing_check(old_tree: Path, new_tree: Path, rounds: int, sessions: int, log
             old_set = set(names_old["names"]) if names_old["ok"] else set()
             if s == 0:
                 excluded = dict(names_new["excluded"])
+                emulated = set(names_new.get("emulated", ()))
             active = []
             for name in names_new["names"]:
                 if only and not any(name.startswith(o) for o in only):
@@ -298,7 +310,8 @@ def timing_check(old_tree: Path, new_tree: Path, rounds: int, sessions: int, log
             old.close()
             new.close()
     for name, (t_old, t_new) in times.items():
-        rows[name] = gatestats.compare(name, t_old, t_new, calls[name], limit_for(name))
+        rows[name] = gatestats.compare(name, t_old, t_new, calls[name],
+                                       limit_for(name, name in emulated))
     order = {n: i for i, n in enumerate(rows)}
     return sorted(rows.values(), key=lambda c: order[c.name]), excluded
 

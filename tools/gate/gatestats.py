@@ -72,23 +72,25 @@ class Comparison:
 
         ratio = "-" if self.ratio is None else f"{self.ratio:.3f}"
         ci = "-" if self.low is None else f"[{self.low:.3f}, {self.high:.3f}]"
-        limit = "" if self.limit is None else f" (fail if low > {self.limit:.2f})"
+        limit = f" (fail if low > {self.limit:.2f})" if self.limit is not None else \
+            " (not gated: Triton emulator time)" if self.ratio is not None else ""
         return (f"{self.name:28s} old {ms(self.old_median):>10s}  new {ms(self.new_median):>10s}"
                 f"  ratio {ratio:>6s}  95% CI {ci:>15s}  {self.verdict}{limit}")
 
 
 def compare(name: str, old: Sequence[float], new: Sequence[float], calls: int,
-            limit: float) -> Comparison:
+            limit: Optional[float]) -> Comparison:
     """Verdict on paired per-round block times ``old[i]``, ``new[i]`` (each ``calls`` calls).
 
     REGRESSION: the whole interval is above ``limit``; slower: above 1 but not wholly above
     the limit (reported, passes); faster: wholly below 1; within noise: the interval holds 1.
+    ``limit`` None: shown, never a REGRESSION (a timing that cannot judge the code's speed).
     """
     if len(old) != len(new):
         raise ValueError("old and new need the same number of rounds")
     d = [math.log(b / a) for a, b in zip(old, new)]
     est, lo, hi = (math.exp(x) for x in hodges_lehmann_ci(d))
-    if lo > limit:
+    if limit is not None and lo > limit:
         verdict = "REGRESSION"
     elif lo > 1:
         verdict = "slower"

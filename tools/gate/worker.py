@@ -69,7 +69,9 @@ def serve(tree: Path) -> int:
                         if n.startswith("ganbench.plugins.") and getattr(m, "__file__", None))}
         if cmd == "names":
             names, excluded = workload.benchmark_names(device)
-            return {"names": names, "excluded": excluded}
+            emulated = [n for n in names if n.startswith("attn ")
+                        and workload.interpreted(n.split(" ", 1)[1], device)]
+            return {"names": names, "excluded": excluded, "emulated": emulated}
         if cmd == "setup":
             fn = workload.build(req["name"], device)
             built[req["name"]] = fn

@@ -84,3 +84,22 @@ def test_quality_rule():
     diverged = gate.judge_quality("dcgan", old, {"status": "diverged", "fid_digits": 300.0,
                                                  "modes_covered": 2})
     assert diverged["failed"]
+
+
+def test_an_ungated_timing_is_shown_but_never_a_regression():
+    """Emulated Triton timings (limit None) keep their ratio and interval on the line, and a
+    30% slowdown there is 'slower', not REGRESSION; with a limit the same data fails."""
+    old = [1.0 + 0.01 * (i % 5) for i in range(40)]
+    new = [o * 1.30 for o in old]
+    ungated = gatestats.compare("attn triton-attn", old, new, 1, None)
+    assert ungated.verdict == "slower" and ungated.low > 1.25
+    assert "not gated: Triton emulator time" in ungated.line() and "1.300" in ungated.line()
+    assert gatestats.compare("attn triton-attn", old, new, 1, 1.08).verdict == "REGRESSION"
+
+
+def test_emulated_attention_is_ungated_and_everything_else_keeps_its_limit():
+    from tools.gate.gate import LIMITS, limit_for
+
+    assert limit_for("attn triton-attn", emulated=True) is None
+    assert limit_for("attn eager-attn") == LIMITS["attn"] == 1.08
+    assert limit_for("step dcgan") == LIMITS["step"]
