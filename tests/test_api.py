@@ -36,7 +36,7 @@ TINY_ARGV = ["--steps", "4", "--batch-size", "8", "--image-size", "32", "--eval-
 # differ between any two runs. Everything else must be equal at the same seed.
 MEASURED = re.compile(r"^(step_ms_.*|img_per_s|peak_mem_.*|mem_method|first_step_s|"
                       r"train_wall_s|eval_s|compile_s|finished_at|git_commit|"
-                      r"load_avg_.*|cpu_s|cpu_per_wall|steal_pct)$")  # the machine's load too
+                      r"load_avg_.*|cpu_s|cpu_per_wall|cpu_wait_share|steal_pct)$")  # the load too
 
 
 def cli_error(argv: list[str], capsys) -> str:
