@@ -52,13 +52,20 @@ def _pyplot():
     return plt
 
 
+def _measured(df: pd.DataFrame, column: str) -> Optional[pd.DataFrame]:
+    """The trained rows with a finite ``column``, or None when there is none to draw."""
+    df = models(df)
+    if column not in df or not df[column].map(finite).any():
+        return None
+    return df[df[column].map(finite)]
+
+
 def throughput_chart(df: pd.DataFrame) -> Optional[str]:
     """Horizontal bars of images/s per combination, whiskers from the p90 to the p10 step time
     (images/s = batch / step time, so the slow p90 step gives the low end). Base64 PNG."""
-    df = models(df)
-    if "img_per_s" not in df or not df["img_per_s"].map(finite).any():
+    df = _measured(df, "img_per_s")
+    if df is None:
         return None
-    df = df[df["img_per_s"].map(finite)]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(df) + 1.4))
     y = range(len(df))
@@ -80,10 +87,9 @@ def throughput_chart(df: pd.DataFrame) -> Optional[str]:
 
 def memory_chart(df: pd.DataFrame) -> Optional[str]:
     """Horizontal bars of peak memory (MiB) per combination, with how it was measured."""
-    df = models(df)
-    if "peak_mem_bytes" not in df or not df["peak_mem_bytes"].map(finite).any():
+    df = _measured(df, "peak_mem_bytes")
+    if df is None:
         return None
-    df = df[df["peak_mem_bytes"].map(finite)]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(df) + 1.4))
     values = df["peak_mem_bytes"].astype(float).to_numpy() / MIB
