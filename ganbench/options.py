@@ -249,10 +249,18 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("--cuda-graph", "capture each training step once as a CUDA graph and replay it "
            "(CUDA only; the row says if capture was impossible and why)", action="store_true",
            field="cuda_graph"),
-    Option("--compile", "torch.compile the whole G and D", action="store_true",
-           field="compile"),
+    Option("--compile", "torch.compile: 'models' (alone: --compile) compiles G and D; 'step' "
+           "compiles the whole training iteration, both backward passes, the losses and both "
+           "Adam updates included (the row's compile_s is the compile time, apart from the "
+           "step times)", nargs="?", const="models", choices=config.COMPILE_SCOPES[1:],
+           default_text="off", field="compile",
+           to_config=lambda value: value or "off"),
     Option("--compile-mode", "torch.compile mode for --compile", choices=config.COMPILE_MODES,
            default=_FROM_CONFIG, field="compile_mode"),
+    Option("--malloc", "keep: the C allocator keeps freed memory instead of returning it to "
+           "the kernel, so a step's large buffers are not page-faulted in again every step "
+           "(glibc's mallopt; CPU steps gain most); default: glibc as it comes",
+           choices=config.MALLOC_CHOICES, default=_FROM_CONFIG, field="malloc"),
     Option("--option", "an option for an attention kernel's factory, e.g. "
            "compile-attn.mode=max-autotune (repeatable; VALUE is JSON where it parses, else "
            "text)", action="append", metavar="PLUGIN.KEY=VALUE", field="options",

@@ -148,6 +148,8 @@ BAD = [
     ({"option": ["compile-attn"]}, ["--option", "compile-attn"]),
     ({"device": "tpu"}, ["--device", "tpu"]),
     ({"compile_mode": "fastest"}, ["--compile-mode", "fastest"]),
+    ({"compile": "all"}, ["--compile", "all"]),
+    ({"malloc": "jemalloc"}, ["--malloc", "jemalloc"]),
     ({"columns": " , "}, ["--columns", " , "]),
     ({"metrics": ","}, ["--metrics", ","]),
     ({"checkpoint_every": -1}, ["--checkpoint-every", "-1"]),

@@ -108,11 +108,26 @@ def test_world_size_is_recorded_and_validated():
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"baseline": "book"}, "--baseline must be one of textbook, got 'book'"),
     ({"compile_mode": "fast"}, "--compile-mode must be one of default, reduce-overhead"),
+    ({"compile": "all"}, "--compile must be one of models, step (or absent), got 'all'"),
+    ({"malloc": "jemalloc"}, "--malloc must be one of default, keep, got 'jemalloc'"),
     ({"checkpoint_every": -1}, "--checkpoint-every must be >= 0"),
 ])
 def test_choices_and_limits_come_from_the_config_tuples(kwargs, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         RunConfig(plugins=("dcgan",), **kwargs)
+
+
+def test_compile_true_and_old_config_files_mean_models():
+    """--compile alone, RunConfig(compile=True) and config.json files written before
+    'step' existed (a bool) all mean G and D compiled."""
+    assert RunConfig(plugins=("dcgan",), compile=True).compile == "models"
+    assert RunConfig(plugins=("dcgan",)).compile == "off"
+    assert not RunConfig(plugins=("dcgan",)).compiled
+    old = RunConfig(plugins=("dcgan",)).to_dict()
+    old["compile"] = True
+    old.pop("malloc")  # runs made before --malloc
+    cfg = RunConfig.from_dict(old)
+    assert (cfg.compile, cfg.compiled, cfg.malloc) == ("models", True, "default")
 
 
 @pytest.mark.parametrize("steps, warmup", [(600, 10), (30, 6), (4, 0), (1000, 10)])

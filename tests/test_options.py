@@ -41,7 +41,7 @@ def help_entries(text: str) -> dict[str, str]:
 
 
 def choices_shown(text: str, flag: str) -> tuple[str, ...]:
-    match = re.search(re.escape(flag) + r" \{([^}]*)\}", text)
+    match = re.search(re.escape(flag) + r" \[?\{([^}]*)\}", text)  # [{a,b}]: optional value
     assert match, f"{flag} shows no choices"
     return tuple(match[1].split(","))
 
@@ -108,7 +108,8 @@ def test_the_cpu_step_default_is_600_everywhere(pages):
 
 @pytest.mark.parametrize("flag, expected", [
     ("--dtype", config.DTYPES), ("--memory-format", config.MEMORY_FORMATS),
-    ("--compile-mode", config.COMPILE_MODES), ("--baseline", config.BASELINES)])
+    ("--compile-mode", config.COMPILE_MODES), ("--baseline", config.BASELINES),
+    ("--malloc", config.MALLOC_CHOICES), ("--compile", config.COMPILE_SCOPES[1:])])
 def test_every_run_choice_list_is_the_configs(pages, flag, expected):
     assert choices_shown(pages["ganbench run"], flag) == tuple(expected)
 

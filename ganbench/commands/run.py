@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = run_config(options, args.resume)  # validates before torch is imported
     if resume and not launched_by_torchrun():  # under torchrun the ranks check it
         check_world_size(args.resume, cfg.world_size, args.nproc or 1)
+    if (args.nproc or 1) > 1 and cfg.compile == "step":
+        from ganbench.errors import UserError
+
+        raise UserError("--compile step compiles one process's whole iteration; it is not "
+                        "combined with --nproc (use --compile models)")
     if args.nproc is not None and (not resume or args.nproc > 1):
         from ganbench.scaleout.pool import exec_torchrun, options_argv  # each rank parses again
 

@@ -132,6 +132,7 @@ CORE: dict[str, dict] = {
     "error": _c("error", fmt="text"),
     **{name: _SETTING for name in (
         "architecture", "loss", "attention", "betas", "data", "digits", "compile", "step",
+        "compile_scope", "malloc",
         "memory_format", "architecture_from", "loss_from", "attention_from", "cuda_graph",
         "device", "device_name", "dtype", "torch_version", "triton_version", "python_version",
         "git_commit", "triton_interpret", "finished_at", "ddp_backend", "sync_bn")},

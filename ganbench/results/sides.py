@@ -37,7 +37,8 @@ BENCH_KIND = "ganbench-bench-attention"  # the "kind" of bench attention's JSON
 # Run settings that make two rows' numbers incomparable when they differ (reported, not fatal:
 # comparing batch 16 with batch 64 on purpose is legitimate, doing it by accident is not).
 SETTING_COLUMNS = ("batch_size", "image_size", "steps", "dtype", "device_name", "data",
-                   "digits", "compile", "batch", "seed")
+                   "digits", "compile", "compile_scope", "malloc", "memory_format", "batch",
+                   "seed")
 # What a quality number was computed at: differing values make it not comparable at all.
 # The scored images' side, not the training image_size (a table without metric_image_size
 # falls back to image_size: older runs scored at the training size).

@@ -61,10 +61,15 @@ def execute(cfg: RunConfig, trial: Trial, run_dir: Path, metric_names: list[str]
     from ganbench.training.measure import LoadMonitor
 
     registry = get_registry()
-    if trial.step == "textbook":  # the book's loop has no bf16, compile or graphs
-        cfg = dataclasses.replace(cfg, dtype="fp32", compile=False, cuda_graph=False,
-                                  memory_format="contiguous")
+    if trial.step == "textbook":  # the book's loop: no bf16, compile, graphs or tuned malloc
+        cfg = dataclasses.replace(cfg, dtype="fp32", compile="off", cuda_graph=False,
+                                  memory_format="contiguous", malloc="default")
     rep = replicas or OneProcess()
+    from ganbench.training import malloc
+    from ganbench.training.compiled_step import compile_seconds
+
+    malloc_in_force = malloc.apply(cfg.malloc)  # before the first large allocation
+    compiled_before = compile_seconds()  # in-process runs accumulate: take the difference
     report("phase", phase="building models")
     models = _build(cfg, trial, registry, rep, fresh_process, report)
     scorer = _Scorer(cfg, models.data, metric_names, models.G, models.defaults.z_dim,
@@ -98,7 +103,9 @@ def execute(cfg: RunConfig, trial: Trial, run_dir: Path, metric_names: list[str]
     load = LoadMonitor()  # the machine's load while this trial trains
     outcome = train(models.G_run, models.D_run, models.loss, models.batches, settings, hooks,
                     resume=resume_state)
-    measured = _measured(cfg, outcome, rep, models, graph_off, load.columns())
+    measured = _measured(cfg, outcome, rep, models, graph_off, load.columns(),
+                         compile_seconds() - compiled_before if cfg.compiled else 0.0)
+    measured.malloc = malloc_in_force
     sources = registry.provenance([n for n in (trial.architecture, trial.loss, trial.attention)
                                    if n])  # "built-in" or "distribution==version"
     rep.finish(models.G, models.D, trial.stem)
@@ -175,9 +182,10 @@ def _build(cfg: RunConfig, trial: Trial, registry, rep, fresh_process: bool,
         G = G.to(memory_format=torch.channels_last)
         D = D.to(memory_format=torch.channels_last)
     G_run, D_run = rep.wrap(G, D)  # DDP under torchrun; G and D themselves otherwise
-    if cfg.compile:
+    if cfg.compile == "models":  # "step" compiles the iteration instead (train())
         G_run = torch.compile(G_run, mode=cfg.compile_mode)
         D_run = torch.compile(D_run, mode=cfg.compile_mode)
+    if cfg.compiled:
         torch._dynamo.utils.counters.clear()
     batches = rep.batches(data.train.to(device), cfg.batch_size, trial.seed)  # this rank's share
     return _Models(G, D, G_run, D_run, loss, data, arch.defaults, batches, memory, compile_s,
@@ -193,13 +201,14 @@ def _train_settings(cfg: RunConfig, trial: Trial, defaults, rep, scored: bool,
     if cfg.cuda_graph:
         from ganbench.training.steps import why_not_graphable
 
-        graph_off = why_not_graphable(cfg.device, distributed, cfg.compile)
+        graph_off = why_not_graphable(cfg.device, distributed, cfg.compiled)
     settings = TrainSettings(
         steps=cfg.steps, budget_s=cfg.budget_s, warmup=cfg.warmup, z_dim=defaults.z_dim,
         g_lr=defaults.g_lr, d_lr=defaults.d_lr, betas=defaults.betas, device=cfg.device,
         dtype=cfg.dtype, seed=rep.noise_seed(trial.seed),
         eval_every=cfg.eval_every if scored else 0, checkpoint_every=cfg.checkpoint_every,
-        step_kind=trial.step, cuda_graph=cfg.cuda_graph and graph_off is None)
+        step_kind=trial.step, cuda_graph=cfg.cuda_graph and graph_off is None,
+        compile_step=cfg.compile_mode if cfg.compile == "step" else None)
     return settings, graph_off
 
 
@@ -219,17 +228,21 @@ def _step_reporter(cfg: RunConfig, report: Report, attend=None):
 
 
 def _measured(cfg: RunConfig, outcome, rep, models: _Models, graph_off,
-              load: Optional[dict] = None) -> Measured:
+              load: Optional[dict] = None, torch_compile_s: float = 0.0) -> Measured:
+    """``compile_s``: the kernel's ahead-of-time compile plus torch.compile's time (dynamo's
+    clock, :func:`ganbench.training.compiled_step.compile_seconds`), apart from step times."""
     import torch
 
     from ganbench.training.measure import summarize
 
     breaks = None
-    if cfg.compile:
+    compile_s = models.compile_s
+    if cfg.compiled:
         breaks = int(sum(torch._dynamo.utils.counters["graph_break"].values()))
+        compile_s = (compile_s or 0.0) + torch_compile_s
     return Measured(timing=summarize(rep.step_seconds(outcome.step_seconds), cfg.batch_size),
                     replicas=rep.columns(cfg.batch_size), memory=models.memory.read(),
-                    compile_s=models.compile_s, graph_breaks=breaks, graph_off=graph_off,
+                    compile_s=compile_s, graph_breaks=breaks, graph_off=graph_off,
                     load=load or {})
 
 

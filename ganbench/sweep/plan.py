@@ -177,6 +177,10 @@ def make_plan(cfg: RunConfig) -> Plan:
                             f"{cfg.image_size} images; --image-size must be one of {sizes}")
     if cfg.cuda_graph and not cfg.device.startswith("cuda"):
         raise UserError(f"--cuda-graph needs a CUDA device; this run is on {cfg.device}")
+    if cfg.compile == "step" and (cfg.world_size > 1 or cfg.cuda_graph):
+        raise UserError("--compile step compiles one process's whole iteration; it is not "
+                        "combined with --nproc or --cuda-graph (use --compile models, or "
+                        "--compile-mode reduce-overhead for CUDA graphs)")
     if cfg.baseline:
         from ganbench.training.textbook import baseline_combos
 

@@ -29,6 +29,7 @@ class Measured:
     graph_breaks: Optional[int] = None     # torch.compile's graph breaks (--compile only)
     graph_off: Optional[str] = None        # --cuda-graph: why a graph could not run
     load: dict = field(default_factory=dict)  # LoadMonitor.columns(): the machine's load
+    malloc: Optional[str] = None           # ganbench.training.malloc.apply(): what was in force
 
 
 @dataclass
@@ -58,8 +59,12 @@ def build_row(trial, cfg: RunConfig, defaults, data, outcome, sources: dict,
                 "warmup": cfg.warmup, "z_dim": defaults.z_dim, "g_lr": defaults.g_lr,
                 "d_lr": defaults.d_lr, "betas": list(defaults.betas), "seed": seed,
                 "data": data.source, "digits": ",".join(map(str, cfg.digits)) or "all",
-                "n_train": len(data.train), "compile": cfg.compile, "step": trial.step,
+                "n_train": len(data.train), "compile": cfg.compiled, "step": trial.step,
                 "memory_format": cfg.memory_format})
+    if cfg.compiled:  # what torch.compile wrapped: "models" (G and D) or "step" (all of it)
+        row["compile_scope"] = cfg.compile
+    if measured.malloc is not None:
+        row["malloc"] = measured.malloc
     row.update({f"{part}_from": sources[name] for part, name in
                 (("architecture", trial.architecture), ("loss", trial.loss),
                  ("attention", trial.attention)) if name})
@@ -76,9 +81,9 @@ def build_row(trial, cfg: RunConfig, defaults, data, outcome, sources: dict,
     row["d_loss_last10"] = _mean(outcome.d_losses[-LAST_N:])
     row["g_loss_last10"] = _mean(outcome.g_losses[-LAST_N:])
     row["first_step_s"] = outcome.first_step_s
-    row["compile_s"] = measured.compile_s  # apart from the step times
+    row["compile_s"] = measured.compile_s  # kernels' and torch.compile's, apart from steps
     row["train_wall_s"] = outcome.wall_s
-    if cfg.compile:
+    if cfg.compiled:
         row["compile_graph_breaks"] = measured.graph_breaks
     if quality is not None:
         if quality.scores:

@@ -87,7 +87,9 @@ class TrainSettings:
     seconds of wall time (``steps`` None), or whichever ends first when both are given.
     ``seed`` seeds the noise stream (``seed + 1``); ``step_kind`` is "ganbench" (the default
     step) or "textbook" (the chapter's own step, the baseline); ``cuda_graph`` captures the
-    ganbench step once and replays it (:class:`ganbench.training.steps.GraphedStep`).
+    ganbench step once and replays it (:class:`ganbench.training.steps.GraphedStep`);
+    ``compile_step`` (a torch.compile mode) runs the ganbench step as one compiled function
+    (:class:`ganbench.training.compiled_step.CompiledStep`).
     """
 
     steps: Optional[int]
@@ -104,10 +106,14 @@ class TrainSettings:
     step_kind: str = "ganbench"
     cuda_graph: bool = False
     budget_s: Optional[float] = None
+    compile_step: Optional[str] = None  # torch.compile mode for the whole iteration, or None
 
     def __post_init__(self):
         if self.step_kind not in STEP_KINDS:
             raise ValueError(f"step_kind must be one of {STEP_KINDS}, got {self.step_kind!r}")
+        if self.compile_step is not None and (self.cuda_graph or self.step_kind != "ganbench"):
+            raise ValueError("compile_step compiles the ganbench step; it is not combined with "
+                             "cuda_graph or the textbook step")
         if self.steps is None and self.budget_s is None:
             raise ValueError("train() needs steps, budget_s or both")
 
@@ -154,8 +160,14 @@ def train(G: nn.Module, D: nn.Module, loss: GANLoss, batches: Batches,
     parts = StepParts(G, D, loss, opt_g, opt_d, noise, batches.batch_size, s.z_dim, s.device,
                       s.dtype)
     graphed = GraphedStep(parts) if s.cuda_graph else None
-    one_step = graphed if graphed is not None else partial(
-        textbook_step if s.step_kind == "textbook" else ganbench_step, parts)
+    if graphed is not None:
+        one_step = graphed
+    elif s.compile_step is not None:
+        from ganbench.training.compiled_step import CompiledStep
+
+        one_step = CompiledStep(parts, mode=s.compile_step)
+    else:
+        one_step = partial(textbook_step if s.step_kind == "textbook" else ganbench_step, parts)
     timer = StepTimer(s.device)
     losses: list[torch.Tensor] = []  # (2,) per step, kept on the device: no sync per step
     outcome = TrainOutcome([], [], [])

@@ -95,7 +95,8 @@ OPTIONS = {
     "--force": st.none(),
     "--retry-failed": st.none(),
     "--resume": values("{tmp}/nope", "{tmp}/file"),
-    "--compile": st.none(),
+    "--compile": st.none() | values("models", "step", "steps"),
+    "--malloc": values("default", "keep", "bogus"),
     "--quiet": st.none(),
     "--in-process": st.none(),
     "--sync-bn": st.none(),
@@ -173,6 +174,11 @@ def test_fuzz_run_arguments(folders, changes):
     (["--compile-mode", "fast"], "argument --compile-mode: invalid choice 'fast'; choose from "
                                  "default, reduce-overhead"),
     (["--dtype", "fp8"], "argument --dtype: invalid choice 'fp8'"),
+    (["--compile", "steps"], "argument --compile: invalid choice 'steps' (did you mean step?); "
+                             "choose from models, step"),
+    (["--malloc", "tcmalloc"], "argument --malloc: invalid choice 'tcmalloc'"),
+    (["--compile", "step", "--nproc", "2"], "--compile step compiles one process's whole "
+                                            "iteration; it is not combined with --nproc"),
     (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
     (["--data", "folder:{empty}"], "no images found"),
     (["--data", "folder:{corrupt}"], "not a readable image"),
