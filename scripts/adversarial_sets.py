@@ -19,6 +19,14 @@ Beside each value, its distance to the real row in standard deviations of the re
 over --resplits other random splits of the held-out digits (z = (value - mean) / sd). Also the
 memorisation numbers as the plain-pixel, pooled-threshold rule (before issue 20) gives them.
 
+For every two-sided ("closer") column, `ganbench compare`'s own verdict of each set against the
+real row: :func:`ganbench.results.compare.compare` on two one-row run tables read by
+:func:`ganbench.results.sides.from_run_table` (OLD: the real row as if a generator had scored it,
+NEW: the set's row; both with the real row as their real-data reference, both at 32 px and their
+own N), exactly as `ganbench compare OLD NEW` would judge two such results.csv files. The same
+verdict is taken for each resplit row (real digits against real digits), which shows what
+compare calls the real row's own sampling noise.
+
 With --time-against COMMIT it also times the default metric suite at N = 1001 against that
 commit's plugins/metrics.py, in this process, interleaved (before, after, before, after, ...).
 
@@ -44,6 +52,9 @@ from ganbench import data as digit_data
 from ganbench.plugins import memorisation as memo
 from ganbench.quality import evaluate as quality
 from ganbench.registry import Registry, get_registry
+from ganbench.results import compare as compare_rule
+from ganbench.results.columns import CLOSER, OK_STATUS, REFERENCE_STATUS, direction
+from ganbench.results.sides import from_run_table
 from ganbench.specs import MetricContext
 
 DIGITS = (7, 8)
@@ -99,12 +110,36 @@ def single_digit_densities(stand_in, real, count: int = 200) -> torch.Tensor:
     return (inside <= radii).sum(1).double() / DC_K
 
 
-def closer_columns(registry) -> list[str]:
-    from fnmatch import fnmatchcase
+def closer_columns() -> list[str]:
+    """The columns compare judges by their distance to the real row (its own registry)."""
+    return [c for c in COLUMNS if direction(c) == CLOSER]
 
-    patterns = [p for spec in registry.metrics.values() for p, way in spec.directions
-                if way == "closer"]
-    return [c for c in COLUMNS if any(fnmatchcase(c, p) for p in patterns)]
+
+def compare_verdicts(row: dict, real: dict, columns: list[str]) -> dict[str, str]:
+    """column -> the verdict `ganbench compare` gives ``row`` against the real row.
+
+    Both sides are run tables of one combination plus the real-data reference row, read by
+    compare's reader: OLD holds the real row as the combination (its distance to the real row
+    is 0), NEW holds ``row``; each is tagged with the N it was scored at (``row["n"]``,
+    ``real["n"]``) and 32 px, so compare refuses sets of another N as it would refuse such runs.
+    A single row a side has no seeds and no spread: compare's only noise rule is then its 1%
+    band on the value (``NOISE_BAND_PCT``), and with the old distance 0 any larger move is
+    "worse"."""
+    def table(values: dict) -> pd.DataFrame:
+        tags = {"metric_image_size": IMAGE_SIZE}
+        return pd.DataFrame([
+            {"combo": "set", "status": OK_STATUS, **tags, "metric_n": int(values["n"]),
+             **{c: values[c] for c in columns}},
+            {"combo": "real data", "status": REFERENCE_STATUS, **tags,
+             "metric_n": int(real["n"]), **{c: real[c] for c in columns}}])
+
+    judged = compare_rule.compare(from_run_table(table(real), "real row"),
+                                  from_run_table(table(row), "set"), metrics=columns)
+    return dict(zip(judged["metric"], judged["verdict"]))
+
+
+def is_worse(verdict: str) -> bool:
+    return verdict in (compare_rule.WORSE, compare_rule.REGRESSION)
 
 
 def markdown(df: pd.DataFrame, closer: list[str]) -> str:
@@ -122,6 +157,25 @@ def markdown(df: pd.DataFrame, closer: list[str]) -> str:
                 text += f" ({z:+.0f})" if abs(z) >= 10 else f" ({z:+.1f})"
             cells.append(text + (" *" if c in closer else ""))
         cells.append(f"{row['memo_copy_share_before']:.3g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare_markdown(df: pd.DataFrame, closer: list[str]) -> str:
+    """Per set and two-sided column: compare's verdict against the real row, then the raw
+    change of the value (what compare's 1% band reads) and z."""
+    lines = ["| set | " + " | ".join(closer) + " |", "|" + "---|" * (len(closer) + 1)]
+    for _, row in df.iterrows():
+        if row["set"] == "real held-out digits":
+            continue
+        cells = [row["set"]]
+        for c in closer:
+            verdict = row[f"{c}_compare"]
+            if verdict.startswith(compare_rule.NOT_COMPARABLE):  # another N: refused
+                cells.append(f"{compare_rule.NOT_COMPARABLE} (N {int(row['n'])})")
+                continue
+            change = row[f"{c}_change_pct"]
+            cells.append(f"{verdict} ({change:+.1f}%, z {row[f'{c}_z']:+.1f})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -177,9 +231,10 @@ def main(argv=None) -> int:
                             real_labels=sets.real_labels, train=data.train)
     names = list(quality.DEFAULT_METRICS)
 
-    resplits = pd.DataFrame([quality.real_reference_row(
-        data.heldout, data.heldout_labels, n, context, registry, names, seed=args.seed + s)[0]
-        for s in range(1, args.resplits + 1)])
+    resplit_rows = [{**quality.real_reference_row(
+        data.heldout, data.heldout_labels, n, context, registry, names, seed=args.seed + s)[0],
+        "n": n} for s in range(1, args.resplits + 1)]
+    resplits = pd.DataFrame(resplit_rows)
     rows = []
     for name, images in build_sets(data, sets, args.seed).items():
         row = {"set": name, "n": len(images),
@@ -190,8 +245,18 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{name}: n={len(images)} copy share {row['memo_copy_share']:.3f} (before "
               f"{row['memo_copy_share_before']:.3f})", file=sys.stderr)
+    closer = closer_columns()
+    real = next(row for row in rows if row["set"] == "real held-out digits")
+    for row in rows:
+        for c, verdict in compare_verdicts(row, real, closer).items():
+            row[f"{c}_compare"] = verdict
+            row[f"{c}_change_pct"] = 100.0 * (row[c] - real[c]) / abs(real[c])
+    # The real row's own noise as compare sees it: each resplit (real digits against another
+    # split of the real digits: what a perfect generator would score) judged against the real
+    # row by the same call.
+    noise = {c: pd.Series([compare_verdicts(r, real, closer)[c] for r in resplit_rows])
+             for c in closer}
     df = pd.DataFrame(rows)
-    closer = closer_columns(registry)
     by_set = df.set_index("set")
     checks = {
         "half shifted copies: memo_copy_share >= 0.25":
@@ -199,26 +264,41 @@ def main(argv=None) -> int:
         "held-out 7s alone: memo_copy_share <= 0.03":
             by_set.loc["held-out 7s alone", "memo_copy_share"] <= 0.03,
     }
+    notes = []
     for name in ("one digit repeated", "five digits repeated"):
+        spared = [f"{c}: {by_set.loc[name, f'{c}_compare']}" for c in closer
+                  if not is_worse(by_set.loc[name, f"{c}_compare"])]
+        checks[f"{name}: `ganbench compare` calls every two-sided metric worse than the real row"
+               + (f" (not: {'; '.join(spared)})" if spared else "")] = not spared
         near = [c for c in closer if abs(by_set.loc[name, f"{c}_z"]) <= 3]
-        checks[f"{name}: every two-sided metric more than 3 real-row SDs from the real row"
-               + (f" (not: {', '.join(near)})" if near else "")] = not near
+        notes.append(f"{name}, by distance alone: two-sided metrics within 3 real-row SDs of the "
+                     f"resplit mean: {', '.join(near) or 'none'}.")
+    notes.append(f"compare against the real row, on the {len(resplit_rows)} resplit rows (real "
+                 "digits, sampling noise only): " + "; ".join(
+                     f"{c} " + ", ".join(f"{k} {v}" for k, v in noise[c].value_counts().items())
+                     for c in closer) + ".")
 
     low = resplits["prdc_density"].mean() - 3 * resplits["prdc_density"].std()
     high = resplits["prdc_density"].mean() + 3 * resplits["prdc_density"].std()
     single = single_digit_densities(sets.stand_in, sets.real)
     within = float(((single >= low) & (single <= high)).double().mean())
-    notes = [f"prdc_density of one digit repeated, for each of the first {len(single)} held-out "
-             f"digits in turn: within 3 real-row SDs ({low:.3f} to {high:.3f}) for "
-             f"{within:.0%} of them (values {float(single.min()):.1f} to "
-             f"{float(single.max()):.1f}, median {float(single.median()):.1f})."]
+    notes.append(f"prdc_density of one digit repeated, for each of the first {len(single)} "
+                 f"held-out digits in turn: within 3 real-row SDs ({low:.3f} to {high:.3f}) for "
+                 f"{within:.0%} of them (values {float(single.min()):.1f} to "
+                 f"{float(single.max()):.1f}, median {float(single.median()):.1f}).")
 
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "table.csv", index=False)
     spread = pd.DataFrame({"resplit_mean": resplits[COLUMNS].mean(),
-                           "resplit_sd": resplits[COLUMNS].std()})
+                           "resplit_sd": resplits[COLUMNS].std(),
+                           "compare_vs_real_row": {c: ", ".join(
+                               f"{k} {v}" for k, v in noise[c].value_counts().items())
+                               for c in closer}})
     spread.to_csv(args.out / "resplits.csv")
-    text = [markdown(df, closer), "", "Checks:"]
+    text = [markdown(df, closer), "",
+            "`ganbench compare` of each set against the real row (one row a side), with the "
+            "value's change from the real row and z:", "", compare_markdown(df, closer), "",
+            "Checks:"]
     text += [f"- {'PASS' if ok else 'FAIL'}: {what}" for what, ok in checks.items()]
     text += ["", *notes]
     if args.time_against:
