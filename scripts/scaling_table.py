@@ -253,7 +253,7 @@ def markdown(df: pd.DataFrame, args) -> str:
         value = measured(row, col) if row else None
         if value is None:
             return SHOWN.get(row["status"], "failed") if row else ""
-        return show(value) + (" †" if row.get("timing_note") else "")
+        return show(value) + (" †" if row.get("timing_note") and col.startswith("step") else "")
 
     head, steps, memory = ["px", "batch", f"largest site {header('N')}"], [], []
     eager = df[df["variant"] == "eager"]
