@@ -53,7 +53,11 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # "models"/"off".
 COMPILE_SCOPES = ("off", "models", "step")
 # --malloc: glibc's allocator as it comes, or keeping freed memory in the process
-# (ganbench.training.malloc: 28% off the default SAGAN step at 64x64 on the project's CPU).
+# (ganbench.training.malloc). "keep" is the default: it costs no compile and no accuracy, and on
+# the project's 2-core EPYC (2026-12-06, results/cpu-step-best) it took SAGAN's bf16 step at
+# 64x64, batch 64 from 1120 to 927 ms and at 32x32 (the default run) from 170-188 to 160-164 ms,
+# DCGAN's unchanged, peak memory +5% at 64x64 and within 1% at 32x32. The textbook row always
+# runs glibc as it comes (the book's loop has no tuning).
 MALLOC_CHOICES = ("default", "keep")
 # A checkpoint every 50 steps costs one torch.save of G, D and two Adam states (a few MB at
 # 64x64, ~10-50 ms) against 50 steps of 0.2-2 s each on the CPU: under 1% of a run, and an
@@ -99,7 +103,7 @@ class RunConfig:
     compile_mode: str = "default"
     baseline: Optional[str] = None              # "textbook": add the chapter's step as a row
     cuda_graph: bool = False                    # capture each step in a CUDA graph
-    malloc: str = "default"                     # default | keep (freed memory stays mapped)
+    malloc: str = "keep"                        # keep (freed memory stays mapped) | default
     columns: Optional[tuple[str, ...]] = None   # the printed table's columns (None: default)
     reference: Optional[str] = None             # the combination the verdicts judge against
     out: Optional[Path] = None
@@ -201,6 +205,7 @@ class RunConfig:
         for key in ("plugins", "digits"):
             d[key] = tuple(d[key])
         d["seeds"] = tuple(d.get("seeds") or ())  # absent in runs made before --seeds
+        d.setdefault("malloc", "default")  # runs made before --malloc ran glibc as it comes
         for key in ("metrics", "columns"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])

@@ -42,14 +42,19 @@ from pathlib import Path
 import pandas as pd
 
 # name -> (ganbench run flags, extra environment). "fp32" is ganbench's step with the book's
-# arithmetic and layout; "bf16" is the CPU default (bf16 autocast, channels_last).
+# arithmetic and layout; "bf16" is bf16 autocast and channels_last with glibc's allocator as it
+# comes (the CPU default before --malloc keep). Every variant names its --malloc, so a change
+# of the default cannot change what a variant measures.
 VARIANTS = {
-    "fp32": ("--dtype fp32 --memory-format contiguous", {}),
-    "bf16": ("--dtype bf16 --memory-format channels_last", {}),
+    "fp32": ("--dtype fp32 --memory-format contiguous --malloc default", {}),
+    "bf16": ("--dtype bf16 --memory-format channels_last --malloc default", {}),
     "bf16-contiguous": ("--dtype bf16 --memory-format contiguous --malloc keep", {}),
     "bf16+keep": ("--dtype bf16 --memory-format channels_last --malloc keep", {}),
-    "bf16+compile-models": ("--dtype bf16 --compile models", {}),
-    "bf16+compile-step": ("--dtype bf16 --compile step", {}),
+    "bf16+compile-models": ("--dtype bf16 --compile models --malloc default", {}),
+    "bf16+compile-step": ("--dtype bf16 --compile step --malloc default", {}),
+    "bf16+keep+compile-models": ("--dtype bf16 --malloc keep --compile models", {}),
+    # the attention op alone compiled (a plugin, not a run flag: the later --plugins wins)
+    "bf16+keep+compile-attn": ("--plugins sagan,compile-attn --dtype bf16 --malloc keep", {}),
     "bf16+keep+compile-step": ("--dtype bf16 --malloc keep --compile step", {}),
     "bf16+keep+1-thread": ("--dtype bf16 --malloc keep", {"OMP_NUM_THREADS": "1"}),
     # oneDNN's fp32 math mode: fp32 convolutions and matmuls computed in bf16 inside oneDNN
@@ -61,7 +66,7 @@ VARIANTS = {
 }
 # The uncompiled twin of each compiled variant, for payback_steps.
 UNCOMPILED = {"bf16+compile-models": "bf16", "bf16+compile-step": "bf16",
-              "bf16+keep+compile-step": "bf16+keep",
+              "bf16+keep+compile-step": "bf16+keep", "bf16+keep+compile-models": "bf16+keep",
               "bf16+keep+compile-step-autotune": "bf16+keep"}
 SPEED_COLUMNS = ["variant", "flags", "env", "status", "step_ms_median", "step_ms_p10",
                  "step_ms_p90", "img_per_s", "speedup_vs_textbook", "compile_s",

@@ -15,13 +15,15 @@
 # 5. the fp32 verdict (which arithmetic triton-attn's fp32 path used);
 # 6. triton-attn's variants at N=4096 and at the small-N sites (backwards, exp2, prebind);
 # 7. one `ganbench run` with --baseline textbook --cuda-graph (the CLI path end to end);
+# 8. the whole step compiled (`--compile step`, issue 23) against the textbook row, bf16, with
+#    its compile_s and graph breaks (the CUDA half of "works on the CPU and on CUDA");
 # then a summary, printed last (the device tool returns the tail). Each step has its own time
-# limit so one hang cannot eat the lease; the defaults add up to 6 minutes. Everything lands in
+# limit so one hang cannot eat the lease; the defaults add up to 7 minutes. Everything lands in
 # $OUT (tables, logs, one tar.gz of the run folders).
 # GPU_CHECK_DEVICE=cpu runs a tiny version of the same steps on the CPU (to test the script).
 set -u
 T_STEP=${T_STEP:-120} T_TESTS=${T_TESTS:-60} T_BENCH=${T_BENCH:-60} T_DIAG=${T_DIAG:-20}
-T_SWEEP=${T_SWEEP:-45} T_TRAIN=${T_TRAIN:-55}
+T_SWEEP=${T_SWEEP:-45} T_TRAIN=${T_TRAIN:-55} T_COMPILE=${T_COMPILE:-75}
 OUT=${OUT:-/tmp/gpu-check}
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 mkdir -p "$OUT/work"
@@ -48,6 +50,7 @@ if [ "$DEVICE" = cuda ]; then
   SWEEP_ARGS="--device cuda --repeats 20 --warmup 3"
   RUN_ARGS="--device cuda --steps 150 --image-size 64 --batch-size 64 --eval-n 1000 --dtype bf16"
   KERNELS="sdpa-attn,triton-attn,triton-block"
+  COMPILE_ARGS="--device cuda --steps 60 --warmup 10 --image-size 64 --batch-size 64 --dtype bf16"
 else
   export TRITON_INTERPRET=1
   STEP_ARGS="--device cpu --image-size 32 --batch 8 --steps 4 --warmup 1 --dtypes fp32 --kernels eager-attn,sdpa-attn"
@@ -56,6 +59,7 @@ else
   SWEEP_ARGS="--device cpu --quick"
   RUN_ARGS="--device cpu --steps 4 --warmup 1 --image-size 32 --batch-size 8 --metrics none"
   KERNELS="sdpa-attn"
+  COMPILE_ARGS="--device cpu --steps 4 --warmup 2 --image-size 32 --batch-size 8 --dtype fp32"
 fi
 
 step "SAGAN step table (textbook / eager / graphed; fp32, bf16; each kernel)"
@@ -104,12 +108,24 @@ timeout $T_TRAIN $PY -m ganbench run --plugins "sagan,$KERNELS" --baseline textb
     $RUN_ARGS --quiet --out "$OUT/work/train" 2>&1 | tail -5 | tee -a "$LOG"
 $PY -m ganbench report "$OUT/work/train" 2>&1 | tee -a "$LOG"
 
+step "the whole step compiled (--compile step) against the textbook row"
+timeout $T_COMPILE $PY -m ganbench run --plugins sagan --compile step --baseline textbook \
+    $COMPILE_ARGS --metrics none --quiet --out "$OUT/work/compile-step" 2>&1 | tail -5 | tee -a "$LOG"
+$PY - "$OUT/work/compile-step/results.csv" <<'PYEOF' 2>&1 | tee -a "$LOG"
+import sys, pandas as pd
+df = pd.read_csv(sys.argv[1])
+cols = [c for c in ("combo", "status", "step_ms_median", "img_per_s", "speedup_vs_textbook",
+                    "compile_s", "compile_graph_breaks", "compile_scope", "error") if c in df]
+print(df[cols].to_string(index=False))
+PYEOF
+
 step "pack"
 for d in bench-bf16 bench-sweep; do
   cp "$OUT/work/$d/attention-bench.md" "$OUT/$d.md" 2>/dev/null || true
   cp "$OUT/work/$d/attention-bench.csv" "$OUT/$d.csv" 2>/dev/null || true
 done
 cp "$OUT/work/train/results.csv" "$OUT/train-results.csv" 2>/dev/null || true
+cp "$OUT/work/compile-step/results.csv" "$OUT/compile-step-results.csv" 2>/dev/null || true
 tar -czf "$OUT/gpu-check.tar.gz" --exclude=models --exclude=checkpoints -C "$OUT/work" . \
     && rm -rf "$OUT/work"
 ls -la "$OUT" | tee -a "$LOG"

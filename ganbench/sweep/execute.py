@@ -104,7 +104,7 @@ def execute(cfg: RunConfig, trial: Trial, run_dir: Path, metric_names: list[str]
     outcome = train(models.G_run, models.D_run, models.loss, models.batches, settings, hooks,
                     resume=resume_state)
     measured = _measured(cfg, outcome, rep, models, graph_off, load.columns(),
-                         compile_seconds() - compiled_before if cfg.compiled else 0.0)
+                         compile_seconds() - compiled_before)
     measured.malloc = malloc_in_force
     sources = registry.provenance([n for n in (trial.architecture, trial.loss, trial.attention)
                                    if n])  # "built-in" or "distribution==version"
@@ -229,8 +229,12 @@ def _step_reporter(cfg: RunConfig, report: Report, attend=None):
 
 def _measured(cfg: RunConfig, outcome, rep, models: _Models, graph_off,
               load: Optional[dict] = None, torch_compile_s: float = 0.0) -> Measured:
-    """``compile_s``: the kernel's ahead-of-time compile plus torch.compile's time (dynamo's
-    clock, :func:`ganbench.training.compiled_step.compile_seconds`), apart from step times."""
+    """``compile_s``: the kernel's ahead-of-time compile plus the time torch.compile spent in
+    this trial (dynamo's clock, :func:`ganbench.training.compiled_step.compile_seconds`:
+    ``--compile``, and a plugin's own torch.compile such as compile-attn's, which compiles
+    lazily in the first steps), apart from the step times; None when nothing compiled."""
+    import math
+
     import torch
 
     from ganbench.training.measure import summarize
@@ -239,6 +243,7 @@ def _measured(cfg: RunConfig, outcome, rep, models: _Models, graph_off,
     compile_s = models.compile_s
     if cfg.compiled:
         breaks = int(sum(torch._dynamo.utils.counters["graph_break"].values()))
+    if cfg.compiled or (math.isfinite(torch_compile_s) and torch_compile_s > 0):
         compile_s = (compile_s or 0.0) + torch_compile_s
     return Measured(timing=summarize(rep.step_seconds(outcome.step_seconds), cfg.batch_size),
                     replicas=rep.columns(cfg.batch_size), memory=models.memory.read(),

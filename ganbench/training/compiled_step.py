@@ -85,7 +85,12 @@ def compile_seconds() -> float:
 
     Read from ``torch._dynamo.utils.calculate_time_spent()["total_wall_time"]`` (torch 2.13;
     private, hence the NaN fallback): the same clock dynamo's own compile-time report uses.
-    Take the difference of two readings to time one combination."""
+    Take the difference of two readings to time one combination. 0.0 while dynamo has not
+    been imported (nothing compiled yet; importing it only to read a zero would cost ~1 s)."""
+    import sys
+
+    if "torch._dynamo" not in sys.modules:
+        return 0.0
     try:
         from torch._dynamo.utils import calculate_time_spent
 
