@@ -143,8 +143,15 @@ def quality(args, out: Path, names: list[str]) -> pd.DataFrame:
                 "--metrics", "fid-digits,kid-digits", "--device", "cpu", "--quiet", "--force",
                 "--out", str(run_dir), *shlex.split(flags)]
         t0 = time.perf_counter()
-        code, err = ganbench(argv, fresh_env(extra, out), args.run_timeout * args.seeds)
-        wall = time.perf_counter() - t0
+        if args.reuse and (run_dir / "summary.csv").exists():  # trained by an earlier call
+            code, err = 0, ""
+            wall = json.loads((run_dir / "reuse-wall.json").read_text())["wall_s"] \
+                if (run_dir / "reuse-wall.json").exists() else float("nan")
+        else:
+            code, err = ganbench(argv, fresh_env(extra, out), args.run_timeout * args.seeds)
+            wall = time.perf_counter() - t0
+            if run_dir.is_dir():
+                (run_dir / "reuse-wall.json").write_text(json.dumps({"wall_s": wall}))
         print(f"quality {name}: exit {code} in {wall:.0f} s", flush=True)
         row = {"variant": name, "flags": flags, "exit": code, "wall_s": round(wall)}
         summary = run_dir / "summary.csv"
@@ -217,6 +224,9 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--quality-image-size", type=int, default=32)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--run-timeout", type=float, default=1800, help="seconds per run")
+    ap.add_argument("--reuse", action="store_true",
+                    help="part 2: keep a quality run folder that already has its summary.csv "
+                         "(trained by an earlier call) instead of training it again")
     args = ap.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in args.variants + args.quality.split(",")

@@ -8,9 +8,10 @@ attention's (B, N, N) scores alone are 64 x 1024 x 1024 x 2 B = 128 MiB in bf16)
 ``mmap`` costs a page fault and a zeroed page per 4 KiB on first touch. Measured on the
 project's 2-core VM (AMD EPYC, torch 2.13, 2026-12-06): the default ganbench step at 64x64,
 batch 64 took 1208 ms with glibc's defaults and 870 ms with the settings below, and the
-process's system time fell from 5.5 s to 1.0 s over 13 steps. PyTorch's CPU tuning guide makes
-the same point with jemalloc or tcmalloc; ``mallopt`` needs no extra library and can be set
-from inside the worker, per combination.
+process's system time fell from 5.5 s to 1.0 s in an 11-step script (results/cpu-step-best:
+1120 -> 927 ms through `ganbench run`). PyTorch's CPU tuning guide makes the same point with
+jemalloc or tcmalloc; ``mallopt`` needs no extra library and can be set from inside the
+worker, per combination.
 
 The setting belongs to the process: a fresh worker per combination (the default) scopes it to
 one row; with ``--in-process`` it stays in force for the rest of the process, and rows say so.

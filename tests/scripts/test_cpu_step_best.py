@@ -72,3 +72,23 @@ def test_every_variant_names_its_allocator():
     """A change of --malloc's default must not change what a variant measures."""
     for name, (flags, _) in csb.VARIANTS.items():
         assert "--malloc" in flags, name
+
+
+def test_reuse_keeps_a_finished_quality_run(tmp_path, monkeypatch):
+    """--reuse: a quality run folder with its summary.csv is read, not trained again; the
+    verdict against the first variant still comes from compare."""
+    calls = []
+    monkeypatch.setattr(csb, "ganbench", lambda *a: calls.append(a) or (0, ""))
+    monkeypatch.setattr(csb, "verdict", lambda ref, run: {"fid_verdict": f"{ref.name}|{run.name}"})
+    for name, fid in (("fp32", 50.0), ("bf16", 52.0)):
+        run = tmp_path / "runs" / f"quality-{name}"
+        run.mkdir(parents=True)
+        pd.DataFrame([{"combo": "sagan", "n_seeds": 3, "fid_digits": fid,
+                       "fid_digits_ci_low": fid - 5, "fid_digits_ci_high": fid + 5}]
+                     ).to_csv(run / "summary.csv", index=False)
+    args = csb.parse(["--out", str(tmp_path), "--variants", "", "--quality", "fp32,bf16",
+                      "--reuse"])
+    df = csb.quality(args, tmp_path, ["fp32", "bf16"]).set_index("variant")
+    assert calls == []
+    assert df.loc["bf16", "fid_digits"] == 52.0 and df.loc["fp32", "fid_digits_ci_high"] == 55.0
+    assert df.loc["bf16", "fid_verdict"] == "quality-fp32|quality-bf16"
