@@ -153,7 +153,7 @@ def quality(args, out: Path, names: list[str]) -> pd.DataFrame:
             if run_dir.is_dir():
                 (run_dir / "reuse-wall.json").write_text(json.dumps({"wall_s": wall}))
         print(f"quality {name}: exit {code} in {wall:.0f} s", flush=True)
-        row = {"variant": name, "flags": flags, "exit": code, "wall_s": round(wall)}
+        row = {"variant": name, "flags": flags, "exit": code, "wall_s": round(wall) if wall == wall else wall}
         summary = run_dir / "summary.csv"
         if summary.exists():
             s = pd.read_csv(summary).iloc[0]
