@@ -86,9 +86,26 @@ def test_reuse_keeps_a_finished_quality_run(tmp_path, monkeypatch):
         pd.DataFrame([{"combo": "sagan", "n_seeds": 3, "fid_digits": fid,
                        "fid_digits_ci_low": fid - 5, "fid_digits_ci_high": fid + 5}]
                      ).to_csv(run / "summary.csv", index=False)
+        pd.DataFrame([{"status": "ok", "seed": k, "fid_digits": fid + k, "compile_s": 2.0 + k}
+                      for k in range(3)]).to_csv(run / "results.csv", index=False)
     args = csb.parse(["--out", str(tmp_path), "--variants", "", "--quality", "fp32,bf16",
                       "--reuse"])
     df = csb.quality(args, tmp_path, ["fp32", "bf16"]).set_index("variant")
     assert calls == []
     assert df.loc["bf16", "fid_digits"] == 52.0 and df.loc["fp32", "fid_digits_ci_high"] == 55.0
     assert df.loc["bf16", "fid_verdict"] == "quality-fp32|quality-bf16"
+    assert df.loc["bf16", "compile_s_median"] == 3.0  # the median of 2, 3, 4
+
+
+def test_verdict_is_welch_over_the_seeds(tmp_path):
+    """Far apart per-seed values: "worse" for the higher fid; close ones: indistinguishable."""
+    def run(name, fids):
+        d = tmp_path / name
+        d.mkdir()
+        pd.DataFrame([{"status": "ok", "fid_digits": f} for f in fids]).to_csv(
+            d / "results.csv", index=False)
+        return d
+    ref = run("ref", [40.0, 41.0, 42.0])
+    assert csb.verdict(ref, run("far", [80.0, 81.0, 82.0]))["fid_verdict"] == "worse"
+    assert csb.verdict(ref, run("near", [40.5, 41.5, 43.0]))["fid_verdict"] == "indistinguishable"
+    assert csb.verdict(ref, run("one", [41.0]))["fid_verdict"] == "too few seeds"
