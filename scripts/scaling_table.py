@@ -1,7 +1,8 @@
 """SAGAN's step time and peak memory against image size and batch, per attention kernel (CPU).
 
-    python scripts/scaling_table.py --out results/cpu-scaling \
-        --best-kernel sdpa-attn --best-flags="--malloc keep --compile step"   # then --resume
+    python scripts/scaling_table.py --out results/cpu-scaling --run-flags="--malloc default" \
+        --best-kernel compile-attn --best-flags="--malloc keep" --steps 3 --warmup 1 \
+        --cell-timeout 300        # the committed table (issue 23); add --resume to continue
 
 Each cell (image size x batch x variant; default 32,64,128 x 16,64,256 x all four) is one
 `ganbench run --metrics none --device cpu --quiet` (plus --steps, --warmup, --run-flags) in a
