@@ -56,8 +56,8 @@ COMPILE_SCOPES = ("off", "models", "step")
 # (ganbench.training.malloc). "keep" is the default: it costs no compile and no accuracy, and on
 # the project's 2-core EPYC (2026-12-06, results/cpu-step-best) it took SAGAN's bf16 step at
 # 64x64, batch 64 from 1120 to 927 ms and at 32x32 (the default run) from 170-188 to 160-164 ms,
-# DCGAN's unchanged, peak memory +5% at 64x64 and within 1% at 32x32. The textbook row always
-# runs glibc as it comes (the book's loop has no tuning).
+# DCGAN's unchanged, peak memory +5% at 64x64 and within 1% at 32x32 (but up to +35% at 64x64,
+# batch 256: results/cpu-scaling). The textbook row always runs glibc as it comes.
 MALLOC_CHOICES = ("default", "keep")
 # A checkpoint every 50 steps costs one torch.save of G, D and two Adam states (a few MB at
 # 64x64, ~10-50 ms) against 50 steps of 0.2-2 s each on the CPU: under 1% of a run, and an

@@ -259,7 +259,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
            default=_FROM_CONFIG, field="compile_mode"),
     Option("--malloc", "keep: the C allocator keeps freed memory instead of returning it to "
            "the kernel, so a step's large buffers are not page-faulted in again every step "
-           "(glibc's mallopt; CPU steps gain most); default: glibc as it comes",
+           "(glibc's mallopt; CPU steps gain most; the peak can be higher where a step frees "
+           "large buffers); default: glibc as it comes",
            choices=config.MALLOC_CHOICES, default=_FROM_CONFIG, field="malloc"),
     Option("--option", "an option for an attention kernel's factory, e.g. "
            "compile-attn.mode=max-autotune (repeatable; VALUE is JSON where it parses, else "
