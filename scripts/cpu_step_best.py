@@ -176,23 +176,21 @@ def quality(args, out: Path, names: list[str]) -> pd.DataFrame:
 
 
 def verdict(ref_dir: Path, run_dir: Path) -> dict:
-    """fid_digits of RUN against REF over the seeds: Welch's t-test on the per-seed values,
-    the test `ganbench compare` and the verdicts use (ganbench.results.stats). Not `ganbench
-    compare` itself: it pairs rows by combination name, and a variant that changes the kernel
-    (compile-attn) is another combination."""
-    from ganbench.results.stats import ALPHA, TEST_METHOD, welch
+    """fid_digits of RUN against REF over the seeds, by the run's own verdicts
+    (ganbench.results.verdicts: Welch's t-test on the per-seed values, as `ganbench compare`
+    judges multi-seed runs). Not `ganbench compare` itself: it pairs rows by combination name,
+    and a variant that changes the kernel (compile-attn) is another combination."""
+    from ganbench.results.verdicts import verdicts
 
-    def per_seed(run: Path) -> list:
+    sides = []
+    for name, run in (("reference", ref_dir), ("candidate", run_dir)):
         df = pd.read_csv(run / "results.csv")
-        return df.loc[df.status == "ok", "fid_digits"].dropna().tolist()
-
-    ref, new = per_seed(ref_dir), per_seed(run_dir)
-    if len(ref) < 2 or len(new) < 2:
-        return {"fid_verdict": "too few seeds"}
-    test = welch(new, ref)
-    word = "indistinguishable" if not test.p < ALPHA else (
-        "better" if sorted(new)[len(new) // 2] < sorted(ref)[len(ref) // 2] else "worse")
-    return {"fid_verdict": word, "fid_p": test.p, "fid_test": TEST_METHOD.split(" on ")[0]}
+        sides.append(df[df.status == "ok"].assign(combo=name))
+    table = verdicts(pd.concat(sides, ignore_index=True), reference="reference",
+                     metrics=["fid_digits"])
+    row = table[table.combo == "candidate"].iloc[0]
+    return {"fid_verdict": row.verdict, "fid_p": row.p_value,
+            "fid_test": row.test.split(" on ")[0]}
 
 
 def machine() -> str:
